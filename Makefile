@@ -1,0 +1,77 @@
+# ringway — `make run` (demo) and `make test` (everything CI runs). Plain `make` builds build/ringway.
+CC      ?= cc
+CLANG   ?= clang
+VERSION := 0.1.0
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
+           -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -MMD -MP
+LDLIBS  := -luring -lyaml -lpthread
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC      := $(wildcard user/*.c)
+LIB_SRC  := $(filter-out user/main.c,$(SRC))
+OBJ      := $(SRC:user/%.c=build/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:user/%.c=build/obj/%.o)
+ASAN_OBJ := $(SRC:user/%.c=build/asan/obj/%.o)
+UNIT     := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+PYTEST   := /usr/bin/python3 -m pytest
+
+.PHONY: all deps run test unit integration integration-asan fuzz fuzz-smoke asan clean
+all: build/ringway build/upstream
+
+deps:
+	@kernel/install-deps.sh test
+
+build/obj/%.o: user/%.c | build/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+build/asan/obj/%.o: user/%.c | build/asan/obj
+	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
+build/ringway: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+build/asan/ringway: $(ASAN_OBJ)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+asan: build/asan/ringway
+
+build/upstream: tests/upstream/upstream.c | build
+	$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcriterion
+
+build build/obj build/asan/obj build/tests build/fuzz:
+	mkdir -p $@
+
+unit: $(UNIT)
+	@set -e; for t in $(UNIT); do echo "== $$t"; $$t --short-filename; done
+
+# libFuzzer harnesses: `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` is the short run.
+FUZZ_SECONDS ?= 300
+FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c user/http1.c user/reason.c | build/fuzz
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined -o $@ $^
+fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+integration: build/ringway build/upstream
+	$(PYTEST) -q tests/integration
+integration-asan: build/asan/ringway build/upstream
+	RINGWAY_BIN=build/asan/ringway $(PYTEST) -q tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory all asan $(UNIT)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory integration-asan
+	@$(MAKE) --no-print-directory integration
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	tests/upstream/demo.sh
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)

@@ -1,0 +1,164 @@
+"""Fixtures for ringway's integration tests: real upstream servers (build/upstream) and a real
+gateway (build/ringway, or RINGWAY_BIN for the ASan build) on 127.0.0.1, each started per test
+module on free ports and stopped by pid."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RINGWAY = os.path.join(ROOT, os.environ.get("RINGWAY_BIN", "build/ringway"))
+UPSTREAM = os.path.join(ROOT, "build/upstream")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} not listening after {timeout}s")
+
+
+class Upstream:
+    def __init__(self, name, threads=1):
+        self.port = free_port()
+        self.name = name
+        self.proc = subprocess.Popen(
+            [UPSTREAM, "--listen", f"127.0.0.1:{self.port}", "--name", name, "--threads", str(threads)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self, reset=False):
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            q = "?reset=1" if reset else ""
+            s.sendall(f"GET /__stats{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Gateway:
+    """build/ringway run -c <tmp>/ringway.yaml, stderr captured to a file for log assertions."""
+
+    def __init__(self, tmpdir, config_text, port):
+        self.port = port
+        self.config = os.path.join(tmpdir, "ringway.yaml")
+        self.log_path = os.path.join(tmpdir, "ringway.log")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([RINGWAY, "run", "-c", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port(port, self.proc)
+
+    def logs(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def access_records(self):
+        out = []
+        for line in self.logs().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def stop(self, sig_timeout=15):
+        """SIGTERM, wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(sig_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def make_config(port, upstreams, routes, limits="", extra="", workers=2):
+    ups = "\n".join(
+        f"  {name}:\n    targets: [{', '.join(repr(t) for t in targets)}]\n"
+        f"    keepalive: 16\n    connect_timeout: 1s\n    response_timeout: {rt}\n"
+        for name, targets, rt in upstreams)
+    return (f"workers: {workers}\naccess_log: stderr\ndrain_timeout: 5s\n{extra}"
+            f"limits:\n  max_header_bytes: 8192\n  max_body_bytes: 2097152\n{limits}"
+            f"upstreams:\n{ups}"
+            f"frontends:\n  - name: public\n    listen: ['127.0.0.1:{port}']\n    routes:\n{routes}")
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    ups = [Upstream("u1"), Upstream("u2"), Upstream("u3")]
+    yield ups
+    for u in ups:
+        u.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstreams, tmp_path_factory):
+    u1, u2, u3 = upstreams
+    port = free_port()
+    routes = (
+        "      - name: users\n"
+        "        match: { path_prefix: /api/users, methods: [GET, POST, PUT, DELETE, HEAD] }\n"
+        "        upstream: users\n        strip_prefix: /api\n"
+        "      - name: exact\n        match: { path_exact: /api/users/me }\n        upstream: orders\n"
+        "      - name: orders\n        match: { path_prefix: /api/orders }\n        upstream: orders\n"
+        "        strip_prefix: /api\n"
+        "      - name: raw\n        match: { path_prefix: /raw }\n        upstream: orders\n"
+        "        strip_prefix: /raw\n"
+        "      - name: slow\n        match: { path_prefix: /slow }\n        upstream: slow\n"
+        "        strip_prefix: /slow\n"
+        "      - name: dead\n        match: { path_prefix: /dead }\n        upstream: dead\n"
+        "      - name: hosted\n        match: { host: api.example.com, path_prefix: /api/users }\n"
+        "        upstream: orders\n")
+    dead_port = free_port()  # nothing listens there
+    cfg = make_config(port, [("users", [u1.addr, u2.addr], "10s"), ("orders", [u3.addr], "10s"),
+                             ("slow", [u3.addr], "1s"), ("dead", [f"127.0.0.1:{dead_port}"], "1s")],
+                      routes, limits="  header_timeout: 2s\n  client_timeout: 2s\n")
+    gw = Gateway(str(tmp_path_factory.mktemp("gw")), cfg, port)
+    yield gw
+    assert gw.stop() == 0, gw.logs()[-4000:]
+
+
+def raw_request(port, data, read_timeout=5.0, shutdown=False):
+    """Sends raw bytes, returns everything the gateway answers until it closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except socket.timeout:
+            pass
+    return out

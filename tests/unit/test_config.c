@@ -1,0 +1,940 @@
+/* test_config.c — the configuration loader, through config_load_string: every field of a full
+ * configuration, defaults, every class of error with its exact FILE:LINE:COL line, durations,
+ * sizes, addresses, and route precedence through the routers it compiles. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http1.h"
+#include "router.h"
+
+static struct rw_config *load(const char *yaml, struct config_errors *errs)
+{
+	return config_load_string("t.yaml", yaml, strlen(yaml), errs);
+}
+
+/* Loads yaml, which must succeed; the caller unrefs. */
+static struct rw_config *load_ok(const char *yaml)
+{
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = load(yaml, &errs);
+	for (uint32_t i = 0; i < errs.count; i++)
+		cr_log_error("unexpected: %s", errs.lines[i]);
+	cr_assert_not_null(cfg);
+	cr_assert_eq(errs.count, 0);
+	config_errors_free(&errs);
+	return cfg;
+}
+
+/* Loads yaml, which must fail with exactly these error lines, in this order. */
+static void expect_errors(const char *yaml, const char *const *want, size_t nwant)
+{
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = load(yaml, &errs);
+	bool same = errs.count == nwant;
+	for (size_t i = 0; same && i < nwant; i++)
+		same = strcmp(errs.lines[i], want[i]) == 0;
+	if (!same) {
+		for (size_t i = 0; i < nwant; i++)
+			cr_log_error("wanted: %s", want[i]);
+		for (uint32_t i = 0; i < errs.count; i++)
+			cr_log_error("got:    %s", errs.lines[i]);
+	}
+	cr_assert_null(cfg);
+	cr_assert(same, "error lines differ (see above)");
+	config_errors_free(&errs);
+}
+
+#define EXPECT_ERRORS(yaml, ...)                                                             \
+	do {                                                                                 \
+		const char *const want_[] = { __VA_ARGS__ };                                 \
+		expect_errors((yaml), want_, sizeof want_ / sizeof want_[0]);                \
+	} while (0)
+
+/* A valid upstream section (lines 1-2) and the start of a frontend (lines 3-6); tests append
+ * routes from line 7 on, each route item indented by 6. */
+#define UPSTREAMS                                                                            \
+	"upstreams:\n"                                                                       \
+	"  users: {targets: [\"127.0.0.1:9101\"]}\n"
+#define FRONTEND_HEAD                                                                        \
+	"frontends:\n"                                                                       \
+	"  - name: public\n"                                                                 \
+	"    listen: [\"127.0.0.1:8080\"]\n"                                                 \
+	"    routes:\n"
+#define ONE_ROUTE "      - {name: r, match: {path_prefix: /}, upstream: users}\n"
+
+/* ------------------------------------------------------------------------------------------- */
+
+static const char full_example[] =
+	"workers: auto                 # or a positive number (<= 256)\n"
+	"access_log: stderr            # stderr | off | a file path\n"
+	"drain_timeout: 10s            # default 10s\n"
+	"limits:                       # every key optional, defaults shown\n"
+	"  max_header_bytes: 16384     # 1024..1048576\n"
+	"  max_uri_bytes: 8192         # 64..max_header_bytes\n"
+	"  max_body_bytes: 10485760    # 0.. 2^40\n"
+	"  header_timeout: 10s\n"
+	"  keepalive_timeout: 60s\n"
+	"  client_timeout: 60s\n"
+	"  max_connections: 65536      # per worker\n"
+	"upstreams:\n"
+	"  users:                      # name: [A-Za-z0-9_.-]+\n"
+	"    targets: [\"127.0.0.1:9101\", \"127.0.0.1:9102\"]\n"
+	"    balance: round_robin      # round_robin | random | least_conn\n"
+	"    keepalive: 32             # 0..4096, default 32\n"
+	"    connect_timeout: 1s       # default 1s\n"
+	"    response_timeout: 10s     # default 30s\n"
+	"frontends:\n"
+	"  - name: public\n"
+	"    listen: [\"127.0.0.1:8080\"]   # at least one\n"
+	"    routes:\n"
+	"      - name: users\n"
+	"        match: { path_prefix: /api/users, methods: [GET, POST] }\n"
+	"        upstream: users\n"
+	"        strip_prefix: /api\n";
+
+Test(config, full_example_loads_every_field)
+{
+	struct rw_config *cfg = load_ok(full_example);
+	cr_assert_str_eq(cfg->path, "t.yaml");
+	cr_assert_eq(cfg->workers, 0);
+	cr_assert_eq(cfg->access_log, ACCESS_LOG_STDERR);
+	cr_assert_null(cfg->access_log_path);
+	cr_assert_eq(cfg->drain_timeout_ms, 10000);
+	cr_assert_eq(cfg->limits.max_header_bytes, 16384);
+	cr_assert_eq(cfg->limits.max_uri_bytes, 8192);
+	cr_assert_eq(cfg->limits.max_body_bytes, 10485760);
+	cr_assert_eq(cfg->limits.header_timeout_ms, 10000);
+	cr_assert_eq(cfg->limits.keepalive_timeout_ms, 60000);
+	cr_assert_eq(cfg->limits.client_timeout_ms, 60000);
+	cr_assert_eq(cfg->limits.max_connections, 65536);
+	cr_assert_eq(atomic_load(&cfg->refs), 1);
+
+	cr_assert_eq(cfg->nupstreams, 1);
+	const struct rw_upstream *up = &cfg->upstreams[0];
+	cr_assert_str_eq(up->name, "users");
+	cr_assert_eq(up->index, 0);
+	cr_assert_eq(up->ntargets, 2);
+	cr_assert_str_eq(up->targets[0].text, "127.0.0.1:9101");
+	cr_assert_str_eq(up->targets[1].text, "127.0.0.1:9102");
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&up->targets[1].addr;
+	cr_assert_eq(up->targets[1].addrlen, sizeof *sin);
+	cr_assert_eq(sin->sin_family, AF_INET);
+	cr_assert_eq(ntohs(sin->sin_port), 9102);
+	cr_assert_eq(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	cr_assert_eq(up->balance, BALANCE_ROUND_ROBIN);
+	cr_assert_eq(up->keepalive, 32);
+	cr_assert_eq(up->connect_timeout_ms, 1000);
+	cr_assert_eq(up->response_timeout_ms, 10000);
+
+	cr_assert_eq(cfg->nfrontends, 1);
+	const struct rw_frontend *f = &cfg->frontends[0];
+	cr_assert_str_eq(f->name, "public");
+	cr_assert_eq(f->nlistens, 1);
+	cr_assert_str_eq(f->listens[0].text, "127.0.0.1:8080");
+	sin = (const struct sockaddr_in *)&f->listens[0].addr;
+	cr_assert_eq(ntohs(sin->sin_port), 8080);
+	cr_assert_not_null(f->router);
+	cr_assert_eq(f->nroutes, 1);
+	const struct rw_route *rt = &f->routes[0];
+	cr_assert_str_eq(rt->name, "users");
+	cr_assert_null(rt->host);
+	cr_assert_str_eq(rt->path, "/api/users");
+	cr_assert_eq(rt->path_len, 10);
+	cr_assert_not(rt->path_exact);
+	cr_assert_eq(rt->methods, HTTP_METHOD_BIT(HTTP_M_GET) | HTTP_METHOD_BIT(HTTP_M_POST));
+	cr_assert_eq(rt->upstream, up);
+	cr_assert_str_eq(rt->strip_prefix, "/api");
+	cr_assert_eq(rt->strip_len, 4);
+	cr_assert_eq(rt->index, 0);
+	config_unref(cfg);
+}
+
+Test(config, defaults_when_keys_are_left_out)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert_eq(cfg->workers, 0);
+	cr_assert_eq(cfg->access_log, ACCESS_LOG_STDERR);
+	cr_assert_eq(cfg->drain_timeout_ms, 10000);
+	cr_assert_eq(cfg->limits.max_header_bytes, 16384);
+	cr_assert_eq(cfg->limits.max_uri_bytes, 8192);
+	cr_assert_eq(cfg->limits.max_body_bytes, 10485760);
+	cr_assert_eq(cfg->limits.header_timeout_ms, 10000);
+	cr_assert_eq(cfg->limits.keepalive_timeout_ms, 60000);
+	cr_assert_eq(cfg->limits.client_timeout_ms, 60000);
+	cr_assert_eq(cfg->limits.max_connections, 65536);
+	const struct rw_upstream *up = &cfg->upstreams[0];
+	cr_assert_eq(up->balance, BALANCE_ROUND_ROBIN);
+	cr_assert_eq(up->keepalive, 32);
+	cr_assert_eq(up->connect_timeout_ms, 1000);
+	cr_assert_eq(up->response_timeout_ms, 30000);
+	const struct rw_route *rt = &cfg->frontends[0].routes[0];
+	cr_assert_eq(rt->methods, 0);
+	cr_assert_null(rt->strip_prefix);
+	cr_assert_eq(rt->strip_len, 0);
+	cr_assert_null(rt->host);
+	config_unref(cfg);
+}
+
+Test(config, explicit_values_of_every_kind)
+{
+	struct rw_config *cfg = load_ok(
+		"workers: 8\n"
+		"access_log: /var/log/ringway/access.log\n"
+		"drain_timeout: 1500ms\n"
+		"limits: {max_header_bytes: 64KiB, max_uri_bytes: 2KiB, max_body_bytes: 1GiB,\n"
+		"         header_timeout: 2m, keepalive_timeout: 1h, client_timeout: 5s,\n"
+		"         max_connections: 1000}\n"
+		"upstreams:\n"
+		"  a: {targets: [\"[::1]:9101\"], balance: least_conn, keepalive: 0,\n"
+		"      connect_timeout: 250ms, response_timeout: 2m}\n"
+		"  b.v2_x-y: {targets: [\"10.0.0.1:80\"], balance: random}\n"
+		"frontends:\n"
+		"  - name: edge\n"
+		"    listen: [\"127.0.0.1:8080\", \"[::1]:8080\"]\n"
+		"    routes:\n"
+		"      - {name: one, match: {host: api.example.com, path_exact: /v1/x}, upstream: b.v2_x-y}\n"
+		"      - {name: two, match: {host: \"*.example.com\", path_prefix: /v1,\n"
+		"                            methods: [HEAD, PUT, DELETE, PATCH, OPTIONS, TRACE]},\n"
+		"         upstream: a, strip_prefix: /v1}\n");
+	cr_assert_eq(cfg->workers, 8);
+	cr_assert_eq(cfg->access_log, ACCESS_LOG_FILE);
+	cr_assert_str_eq(cfg->access_log_path, "/var/log/ringway/access.log");
+	cr_assert_eq(cfg->drain_timeout_ms, 1500);
+	cr_assert_eq(cfg->limits.max_header_bytes, 65536);
+	cr_assert_eq(cfg->limits.max_uri_bytes, 2048);
+	cr_assert_eq(cfg->limits.max_body_bytes, 1ull << 30);
+	cr_assert_eq(cfg->limits.header_timeout_ms, 120000);
+	cr_assert_eq(cfg->limits.keepalive_timeout_ms, 3600000);
+	cr_assert_eq(cfg->limits.client_timeout_ms, 5000);
+	cr_assert_eq(cfg->limits.max_connections, 1000);
+
+	cr_assert_eq(cfg->nupstreams, 2);
+	const struct rw_upstream *a = &cfg->upstreams[0], *b = &cfg->upstreams[1];
+	cr_assert_str_eq(a->name, "a");
+	cr_assert_str_eq(b->name, "b.v2_x-y");
+	cr_assert_eq(b->index, 1);
+	cr_assert_eq(a->balance, BALANCE_LEAST_CONN);
+	cr_assert_eq(b->balance, BALANCE_RANDOM);
+	cr_assert_eq(a->keepalive, 0);
+	cr_assert_eq(a->connect_timeout_ms, 250);
+	cr_assert_eq(a->response_timeout_ms, 120000);
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->targets[0].addr;
+	cr_assert_eq(a->targets[0].addrlen, sizeof *sin6);
+	cr_assert_eq(sin6->sin6_family, AF_INET6);
+	cr_assert_eq(ntohs(sin6->sin6_port), 9101);
+	cr_assert(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+
+	const struct rw_frontend *f = &cfg->frontends[0];
+	cr_assert_eq(f->nlistens, 2);
+	cr_assert_str_eq(f->listens[1].text, "[::1]:8080");
+	cr_assert_eq(f->nroutes, 2);
+	cr_assert_str_eq(f->routes[0].host, "api.example.com");
+	cr_assert(f->routes[0].path_exact);
+	cr_assert_str_eq(f->routes[0].path, "/v1/x");
+	cr_assert_eq(f->routes[0].upstream, b);
+	cr_assert_str_eq(f->routes[1].host, "*.example.com");
+	cr_assert_eq(f->routes[1].index, 1);
+	cr_assert_eq(f->routes[1].upstream, a);
+	cr_assert_eq(f->routes[1].methods,
+		     HTTP_METHOD_BIT(HTTP_M_HEAD) | HTTP_METHOD_BIT(HTTP_M_PUT) |
+			     HTTP_METHOD_BIT(HTTP_M_DELETE) | HTTP_METHOD_BIT(HTTP_M_PATCH) |
+			     HTTP_METHOD_BIT(HTTP_M_OPTIONS) | HTTP_METHOD_BIT(HTTP_M_TRACE));
+	config_unref(cfg);
+}
+
+Test(config, access_log_off)
+{
+	struct rw_config *cfg = load_ok("access_log: off\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert_eq(cfg->access_log, ACCESS_LOG_OFF);
+	cr_assert_null(cfg->access_log_path);
+	config_unref(cfg);
+}
+
+Test(config, refcount_keeps_the_snapshot_alive)
+{
+	struct rw_config *cfg = load_ok(full_example);
+	cr_assert_eq(config_ref(cfg), cfg);
+	cr_assert_eq(atomic_load(&cfg->refs), 2);
+	config_unref(cfg);
+	cr_assert_eq(atomic_load(&cfg->refs), 1);
+	cr_assert_str_eq(cfg->frontends[0].routes[0].name, "users"); /* still alive */
+	config_unref(cfg);
+	config_unref(NULL);
+	cr_assert_null(config_ref(NULL));
+}
+
+Test(config, load_file_reads_the_file_and_names_it)
+{
+	char path[] = "/tmp/test_config_XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, full_example, strlen(full_example)), (ssize_t)strlen(full_example));
+	close(fd);
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = config_load_file(path, &errs);
+	cr_assert_not_null(cfg);
+	cr_assert_str_eq(cfg->path, path);
+	config_unref(cfg);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_eq(write(fd, "workers: 0\n", 11), 11);
+	close(fd);
+	cr_assert_null(config_load_file(path, &errs));
+	cr_assert_eq(errs.count, 3);
+	char want[128];
+	snprintf(want, sizeof want, "%s:1:1: top level: missing required key 'upstreams'", path);
+	cr_assert_str_eq(errs.lines[0], want);
+	config_errors_free(&errs);
+	unlink(path);
+
+	cr_assert_null(config_load_file("/nonexistent/ringway.yaml", &errs));
+	cr_assert_eq(errs.count, 1);
+	cr_assert_str_eq(errs.lines[0],
+			 "/nonexistent/ringway.yaml: cannot read: No such file or directory");
+	config_errors_free(&errs);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Errors */
+
+Test(config_errors, yaml_syntax_error_at_the_problem_mark)
+{
+	EXPECT_ERRORS("workers: 4\n"
+		      "limits: {max_header_bytes: 1024\n"
+		      "upstreams: x\n",
+		      "t.yaml:3:10: YAML syntax error: did not find expected ',' or '}' "
+		      "(while parsing a flow mapping at 2:9)");
+	EXPECT_ERRORS("workers: 4\n"
+		      "  access_log: off\n",
+		      "t.yaml:2:13: YAML syntax error: mapping values are not allowed in this context");
+	EXPECT_ERRORS("workers: \"4\xff\"\n",
+		      "t.yaml:1:12: YAML syntax error: invalid leading UTF-8 octet");
+}
+
+Test(config_errors, document_shape)
+{
+	EXPECT_ERRORS("", "t.yaml:1:1: the configuration is empty");
+	EXPECT_ERRORS("# only a comment\n", "t.yaml:1:1: the configuration is empty");
+	EXPECT_ERRORS("- workers\n- 4\n", "t.yaml:1:1: the top level must be a mapping, got a sequence");
+	EXPECT_ERRORS("just words\n", "t.yaml:1:1: the top level must be a mapping, got 'just words'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "---\nworkers: 2\n",
+		      "t.yaml:9:1: only one YAML document is allowed");
+}
+
+Test(config_errors, unknown_key_lists_the_valid_ones)
+{
+	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
+		      "access_log, drain_timeout, limits, upstreams, frontends)");
+	EXPECT_ERRORS("limits:\n"
+		      "  max_header_bytes: 4096\n"
+		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:3:3: limits: unknown key 'max_headers' (valid keys: max_header_bytes, "
+		      "max_uri_bytes, max_body_bytes, header_timeout, keepalive_timeout, "
+		      "client_timeout, max_connections)");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: [\"127.0.0.1:9101\"], weight: 3}\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:40: upstream 'users': unknown key 'weight' (valid keys: targets, "
+		      "balance, keepalive, connect_timeout, response_timeout)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: r, match: {path: /}, upstream: users}\n",
+		      "t.yaml:7:26: match: needs exactly one of path_prefix, path_exact",
+		      "t.yaml:7:27: match: unknown key 'path' (valid keys: host, path_prefix, "
+		      "path_exact, methods)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
+		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
+		      "upstream, strip_prefix)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
+		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
+		      "routes)");
+}
+
+Test(config_errors, wrong_types)
+{
+	EXPECT_ERRORS("limits: 5\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:9: limits: expected a mapping, got '5'");
+	EXPECT_ERRORS("upstreams: [users]\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:12: upstreams: expected a mapping, got a sequence",
+		      "t.yaml:6:54: unknown upstream 'users'");
+	EXPECT_ERRORS(UPSTREAMS "frontends:\n  name: public\n",
+		      "t.yaml:4:3: frontends: expected a sequence, got a mapping");
+	EXPECT_ERRORS(UPSTREAMS "frontends:\n"
+			        "  - name: public\n"
+			        "    listen: 127.0.0.1:8080\n"
+			        "    routes:\n" ONE_ROUTE,
+		      "t.yaml:5:13: listen: expected a sequence, got '127.0.0.1:8080'");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users:\n"
+		      "    targets: [\"127.0.0.1:9101\"]\n"
+		      "    keepalive: [1]\n"
+		      "    balance:\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:4:16: keepalive: expected a scalar, got a sequence",
+		      "t.yaml:5:13: balance: expected a scalar, got an empty value");
+	EXPECT_ERRORS("workers: many\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:10: workers: expected 'auto' or an integer, got 'many'");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: [\"127.0.0.1:9101\"], keepalive: 3.5}\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:51: keepalive: expected an integer, got '3.5'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD "      - just a string\n",
+		      "t.yaml:7:9: routes: expected a mapping, got 'just a string'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: [r], match: {path_prefix: /}, upstream: users}\n",
+		      "t.yaml:7:16: name: expected a scalar, got a sequence");
+}
+
+Test(config_errors, values_out_of_range)
+{
+	EXPECT_ERRORS("workers: 0\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:10: workers: 0 is out of range 1..256");
+	EXPECT_ERRORS("workers: 257\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:10: workers: 257 is out of range 1..256");
+	EXPECT_ERRORS("limits:\n"
+		      "  max_header_bytes: 512\n"
+		      "  max_body_bytes: 1025GiB\n"
+		      "  max_connections: -1\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:21: max_header_bytes: 512 is out of range 1024..1048576",
+		      "t.yaml:3:19: max_body_bytes: 1025GiB is out of range 0..1099511627776",
+		      "t.yaml:4:20: max_connections: -1 is out of range 1..1048576");
+	EXPECT_ERRORS("limits: {max_header_bytes: 8KiB, max_uri_bytes: 9000}\n"
+		      UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:49: max_uri_bytes: 9000 is above max_header_bytes (8192)");
+	EXPECT_ERRORS("limits: {max_uri_bytes: 63}\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:25: max_uri_bytes: 63 is out of range 64..1048576");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: [\"127.0.0.1:9101\"], keepalive: 4097}\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:51: keepalive: 4097 is out of range 0..4096");
+}
+
+Test(config_errors, bad_durations_and_sizes)
+{
+	EXPECT_ERRORS("drain_timeout: 10x\n"
+		      "limits:\n"
+		      "  header_timeout: 0s\n"
+		      "  keepalive_timeout: 25h\n"
+		      "  client_timeout: 1.5s\n"
+		      "  max_body_bytes: 10MB\n"
+		      "  max_header_bytes: 16 KiB\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:16: drain_timeout: invalid duration '10x' (a whole number and a "
+		      "unit: ms, s, m or h; above 0, at most 24h)",
+		      "t.yaml:3:19: header_timeout: invalid duration '0s' (a whole number and a "
+		      "unit: ms, s, m or h; above 0, at most 24h)",
+		      "t.yaml:4:22: keepalive_timeout: invalid duration '25h' (a whole number and a "
+		      "unit: ms, s, m or h; above 0, at most 24h)",
+		      "t.yaml:5:19: client_timeout: invalid duration '1.5s' (a whole number and a "
+		      "unit: ms, s, m or h; above 0, at most 24h)",
+		      "t.yaml:6:19: max_body_bytes: expected a size (a whole number of bytes, or with "
+		      "KiB, MiB or GiB), got '10MB'",
+		      "t.yaml:7:21: max_header_bytes: expected a size (a whole number of bytes, or "
+		      "with KiB, MiB or GiB), got '16 KiB'");
+}
+
+Test(config_errors, bad_addresses)
+{
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users:\n"
+		      "    targets:\n"
+		      "      - 127.0.0.1\n"
+		      "      - localhost:80\n"
+		      "      - 127.0.0.1:0\n"
+		      "      - \"[::1]:65536\"\n"
+		      "      - ::1:80\n"
+		      "      - 127.0.0.1:9101\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:4:9: targets: invalid address '127.0.0.1' (expected a.b.c.d:port or "
+		      "[ipv6]:port, numeric, port 1..65535)",
+		      "t.yaml:5:9: targets: invalid address 'localhost:80' (expected a.b.c.d:port or "
+		      "[ipv6]:port, numeric, port 1..65535)",
+		      "t.yaml:6:9: targets: invalid address '127.0.0.1:0' (expected a.b.c.d:port or "
+		      "[ipv6]:port, numeric, port 1..65535)",
+		      "t.yaml:7:9: targets: invalid address '[::1]:65536' (expected a.b.c.d:port or "
+		      "[ipv6]:port, numeric, port 1..65535)",
+		      "t.yaml:8:9: targets: invalid address '::1:80' (expected a.b.c.d:port or "
+		      "[ipv6]:port, numeric, port 1..65535)");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: []}\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:20: targets: at least one address is required");
+}
+
+Test(config_errors, bad_enum_values_list_the_accepted_ones)
+{
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: [\"127.0.0.1:9101\"], balance: fastest}\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:2:49: balance: invalid value 'fastest' (expected one of round_robin, "
+		      "random, least_conn)");
+	EXPECT_ERRORS("access_log: \"\"\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:1:13: access_log: expected stderr, off or a file path");
+}
+
+Test(config_errors, missing_required_keys)
+{
+	EXPECT_ERRORS("workers: 2\n",
+		      "t.yaml:1:1: top level: missing required key 'upstreams'",
+		      "t.yaml:1:1: top level: missing required key 'frontends'");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users:\n"
+		      "    balance: random\n" FRONTEND_HEAD ONE_ROUTE,
+		      "t.yaml:3:5: upstream 'users': missing required key 'targets'");
+	EXPECT_ERRORS(UPSTREAMS "frontends:\n"
+			        "  - name: public\n",
+		      "t.yaml:4:5: frontend 'public': missing required key 'listen'",
+		      "t.yaml:4:5: frontend 'public': missing required key 'routes'");
+	EXPECT_ERRORS(UPSTREAMS "frontends:\n"
+			        "  - listen: [\"127.0.0.1:8080\"]\n"
+			        "    routes: []\n",
+		      "t.yaml:4:5: frontend #1: missing required key 'name'",
+		      "t.yaml:5:13: routes: at least one route is required");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - match: {path_prefix: /}\n"
+		      "      - name: r2\n",
+		      "t.yaml:7:9: route #1: missing required key 'name'",
+		      "t.yaml:7:9: route #1: missing required key 'upstream'",
+		      "t.yaml:8:9: route 'r2': missing required key 'match'",
+		      "t.yaml:8:9: route 'r2': missing required key 'upstream'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: a, match: {methods: [GET]}, upstream: users}\n"
+		      "      - {name: b, match: {path_prefix: /b, path_exact: /b}, upstream: users}\n",
+		      "t.yaml:7:26: match: needs exactly one of path_prefix, path_exact",
+		      "t.yaml:8:26: match: needs exactly one of path_prefix, path_exact");
+	EXPECT_ERRORS("upstreams: {}\nfrontends: []\n",
+		      "t.yaml:1:12: upstreams: at least one upstream is required",
+		      "t.yaml:2:12: frontends: at least one frontend is required");
+}
+
+Test(config_errors, route_match_values)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: a, match: {path_prefix: api}, upstream: users}\n"
+		      "      - {name: b, match: {path_exact: \"/x y\"}, upstream: users}\n"
+		      "      - {name: c, match: {path_prefix: /c, methods: [GET, get, FETCH]}, upstream: users}\n"
+		      "      - {name: d, match: {path_prefix: /d, methods: []}, upstream: users}\n",
+		      "t.yaml:7:40: path_prefix: 'api' must start with '/'",
+		      "t.yaml:8:39: path_exact: '/x y' must not contain spaces, control characters, "
+		      "'?' or '#'",
+		      "t.yaml:9:59: methods: unknown method 'get' (expected one of GET, HEAD, POST, "
+		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
+		      "t.yaml:9:64: methods: unknown method 'FETCH' (expected one of GET, HEAD, POST, "
+		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
+		      "t.yaml:10:53: methods: empty list (leave 'methods' out to allow every method)");
+}
+
+Test(config_errors, bad_host_patterns)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: a, match: {host: \"api.example.com:8080\", path_prefix: /}, upstream: users}\n"
+		      "      - {name: b, match: {host: \"*example.com\", path_prefix: /}, upstream: users}\n"
+		      "      - {name: c, match: {host: a..b, path_prefix: /}, upstream: users}\n"
+		      "      - {name: d, match: {host: \"api.*.com\", path_prefix: /}, upstream: users}\n"
+		      "      - {name: e, match: {host: -a.com, path_prefix: /}, upstream: users}\n",
+		      "t.yaml:7:33: host: invalid host pattern 'api.example.com:8080' (expected a name "
+		      "like api.example.com or *.example.com, without port)",
+		      "t.yaml:8:33: host: invalid host pattern '*example.com' (expected a name like "
+		      "api.example.com or *.example.com, without port)",
+		      "t.yaml:9:33: host: invalid host pattern 'a..b' (expected a name like "
+		      "api.example.com or *.example.com, without port)",
+		      "t.yaml:10:33: host: invalid host pattern 'api.*.com' (expected a name like "
+		      "api.example.com or *.example.com, without port)",
+		      "t.yaml:11:33: host: invalid host pattern '-a.com' (expected a name like "
+		      "api.example.com or *.example.com, without port)");
+}
+
+Test(config_errors, strip_prefix_must_prefix_the_path)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - name: a\n"
+		      "        match: {path_prefix: /api/users}\n"
+		      "        upstream: users\n"
+		      "        strip_prefix: /v2\n"
+		      "      - name: b\n"
+		      "        match: {path_exact: /api/users}\n"
+		      "        upstream: users\n"
+		      "        strip_prefix: /api/us\n"
+		      "      - name: c\n"
+		      "        match: {path_prefix: /c}\n"
+		      "        upstream: users\n"
+		      "        strip_prefix: c\n"
+		      "      - name: d\n"
+		      "        match: {path_prefix: /api}\n"
+		      "        upstream: users\n"
+		      "        strip_prefix: /api/users\n",
+		      "t.yaml:10:23: strip_prefix: '/v2' is not a prefix of the route's path "
+		      "'/api/users'",
+		      "t.yaml:14:23: strip_prefix: '/api/us' does not end at a '/' of the route's "
+		      "path '/api/users'",
+		      "t.yaml:18:23: strip_prefix: 'c' must start with '/' and not end with '/'",
+		      "t.yaml:22:23: strip_prefix: '/api/users' is not a prefix of the route's path "
+		      "'/api'");
+	/* the whole path, and a prefix ending at a '/' are fine */
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD
+		"      - {name: a, match: {path_exact: /healthz}, upstream: users, strip_prefix: /healthz}\n"
+		"      - {name: b, match: {path_prefix: /api/v1/}, upstream: users, strip_prefix: /api}\n");
+	cr_assert_eq(cfg->frontends[0].routes[0].strip_len, 8);
+	config_unref(cfg);
+}
+
+Test(config_errors, unknown_upstream_at_the_value)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - name: r\n"
+		      "        match: {path_prefix: /}\n"
+		      "        upstream: orders\n",
+		      "t.yaml:9:19: unknown upstream 'orders'");
+	/* upstreams may come after frontends in the file */
+	struct rw_config *cfg = load_ok(FRONTEND_HEAD ONE_ROUTE UPSTREAMS);
+	cr_assert_eq(cfg->frontends[0].routes[0].upstream, &cfg->upstreams[0]);
+	config_unref(cfg);
+}
+
+Test(config_errors, duplicate_names)
+{
+	EXPECT_ERRORS("upstreams:\n"
+		      "  users: {targets: [\"127.0.0.1:9101\"]}\n"
+		      "  users: {targets: [\"127.0.0.1:9102\"]}\n"
+		      "frontends:\n"
+		      "  - name: public\n"
+		      "    listen: [\"127.0.0.1:8080\"]\n"
+		      "    routes:\n"
+		      "      - {name: r, match: {path_prefix: /a}, upstream: users}\n"
+		      "      - {name: r, match: {path_prefix: /b}, upstream: users}\n"
+		      "  - name: public\n"
+		      "    listen: [\"127.0.0.1:8081\"]\n"
+		      "    routes:\n"
+		      "      - {name: r, match: {path_prefix: /a}, upstream: users}\n",
+		      "t.yaml:3:3: upstreams: duplicate key 'users' (first at 2:3)",
+		      "t.yaml:9:16: duplicate route name 'r'",
+		      "t.yaml:10:11: duplicate frontend name 'public'");
+	EXPECT_ERRORS("upstreams:\n"
+		      "  u.1: {targets: [\"127.0.0.1:9101\"]}\n"
+		      "  \"bad name\": {targets: [\"127.0.0.1:9102\"]}\n"
+		      "frontends:\n"
+		      "  - name: pub/lic\n"
+		      "    listen: [\"127.0.0.1:8080\"]\n"
+		      "    routes:\n"
+		      "      - {name: r, match: {path_prefix: /a}, upstream: u.1}\n",
+		      "t.yaml:3:3: upstreams: invalid name 'bad name' (use letters, digits, '_', '.' "
+		      "and '-')",
+		      "t.yaml:5:11: name: invalid name 'pub/lic' (use letters, digits, '_', '.' and "
+		      "'-')");
+}
+
+Test(config_errors, duplicate_keys_in_any_mapping)
+{
+	EXPECT_ERRORS("workers: 2\n"
+		      "limits:\n"
+		      "  max_connections: 10\n"
+		      "  max_connections: 20\n"
+		      "workers: 3\n" UPSTREAMS FRONTEND_HEAD
+		      "      - {name: r, match: {path_prefix: /, path_prefix: /x}, upstream: users}\n",
+		      "t.yaml:4:3: limits: duplicate key 'max_connections' (first at 3:3)",
+		      "t.yaml:5:1: top level: duplicate key 'workers' (first at 1:1)",
+		      "t.yaml:12:43: match: duplicate key 'path_prefix' (first at 12:27)");
+}
+
+Test(config_errors, listen_address_used_twice)
+{
+	EXPECT_ERRORS(UPSTREAMS "frontends:\n"
+			        "  - name: a\n"
+			        "    listen: [\"127.0.0.1:8080\", \"[::1]:8080\", \"127.0.0.1:8080\"]\n"
+			        "    routes:\n" ONE_ROUTE
+			        "  - name: b\n"
+			        "    listen: [\"127.0.0.1:8081\", \"[0:0::1]:8080\"]\n"
+			        "    routes:\n" ONE_ROUTE,
+		      "t.yaml:5:46: listen: address '127.0.0.1:8080' is already used by frontend 'a'",
+		      "t.yaml:9:32: listen: address '[0:0::1]:8080' is already used by frontend 'a'");
+}
+
+Test(config_errors, identical_routes_are_shadowed)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: a, match: {path_prefix: /api, methods: [GET, POST]}, upstream: users}\n"
+		      "      - {name: b, match: {path_prefix: /api, methods: [POST, PUT]}, upstream: users}\n"
+		      "      - {name: c, match: {path_exact: /x}, upstream: users}\n"
+		      "      - {name: d, match: {path_exact: /x, methods: [GET]}, upstream: users}\n"
+		      "      - {name: e, match: {host: A.example.com, path_exact: /x}, upstream: users}\n"
+		      "      - {name: f, match: {host: a.example.com, path_exact: /x}, upstream: users}\n",
+		      "t.yaml:8:19: route 'b' is shadowed by route 'a' (same host, path and methods)",
+		      "t.yaml:10:19: route 'd' is shadowed by route 'c' (same host, path and methods)",
+		      "t.yaml:12:19: route 'f' is shadowed by route 'e' (same host, path and methods)");
+	/* differing methods, exactness or host: no shadowing */
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD
+		"      - {name: a, match: {path_prefix: /api, methods: [GET]}, upstream: users}\n"
+		"      - {name: b, match: {path_prefix: /api, methods: [POST]}, upstream: users}\n"
+		"      - {name: c, match: {path_exact: /api}, upstream: users}\n"
+		"      - {name: d, match: {host: x.example.com, path_prefix: /api}, upstream: users}\n"
+		"      - {name: e, match: {host: \"*.example.com\", path_prefix: /api}, upstream: users}\n");
+	cr_assert_eq(cfg->frontends[0].nroutes, 5);
+	config_unref(cfg);
+}
+
+Test(config_errors, every_error_is_reported_in_file_order)
+{
+	EXPECT_ERRORS("workers: -3\n"                                          /* 1 */
+		      "access_log: [a]\n"                                      /* 2 */
+		      "limits:\n"                                              /* 3 */
+		      "  header_timeout: soon\n"                               /* 4 */
+		      "upstreams:\n"                                           /* 5 */
+		      "  users:\n"                                             /* 6 */
+		      "    targets: [\"127.0.0.1:99999\"]\n"                   /* 7 */
+		      "    balance: sticky\n"                                  /* 8 */
+		      "frontends:\n"                                           /* 9 */
+		      "  - name: public\n"                                     /* 10 */
+		      "    listen: [\"127.0.0.1:8080\"]\n"                     /* 11 */
+		      "    colour: blue\n"                                     /* 12 */
+		      "    routes:\n"                                          /* 13 */
+		      "      - name: users\n"                                  /* 14 */
+		      "        match: {path_prefix: users, methods: [GRAB]}\n" /* 15 */
+		      "        upstream: people\n",                            /* 16 */
+		      "t.yaml:1:10: workers: -3 is out of range 1..256",
+		      "t.yaml:2:13: access_log: expected a scalar, got a sequence",
+		      "t.yaml:4:19: header_timeout: invalid duration 'soon' (a whole number and a "
+		      "unit: ms, s, m or h; above 0, at most 24h)",
+		      "t.yaml:7:15: targets: invalid address '127.0.0.1:99999' (expected "
+		      "a.b.c.d:port or [ipv6]:port, numeric, port 1..65535)",
+		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
+		      "random, least_conn)",
+		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
+		      "routes)",
+		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
+		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
+		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
+		      "t.yaml:16:19: unknown upstream 'people'");
+}
+
+Test(config_errors, errors_argument_may_be_null)
+{
+	cr_assert_null(config_load_string("t.yaml", "workers: x\n", 11, NULL));
+	struct rw_config *cfg = config_load_string("t.yaml", full_example, strlen(full_example), NULL);
+	cr_assert_not_null(cfg);
+	config_unref(cfg);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Scalars */
+
+Test(config_scalars, durations)
+{
+	static const struct { const char *text; uint32_t ms; } good[] = {
+		{ "1ms", 1 }, { "500ms", 500 }, { "10s", 10000 }, { "2m", 120000 },
+		{ "1h", 3600000 }, { "24h", 86400000 }, { "1440m", 86400000 },
+		{ "86400000ms", 86400000 },
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		uint32_t ms = 0;
+		cr_assert(config_parse_duration(good[i].text, &ms), "%s", good[i].text);
+		cr_assert_eq(ms, good[i].ms, "%s", good[i].text);
+	}
+	static const char *const bad[] = {
+		"", "10", "s", "0s", "0ms", "25h", "86400001ms", "1441m", "1.5s", "-1s", "+1s",
+		"10 s", " 10s", "10s ", "10S", "10sec", "1d", "99999999999999999999h", "ms10",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		uint32_t ms = 7;
+		cr_assert_not(config_parse_duration(bad[i], &ms), "'%s'", bad[i]);
+		cr_assert_eq(ms, 7);
+	}
+	cr_assert_not(config_parse_duration(NULL, &(uint32_t){ 0 }));
+}
+
+static uint64_t body_limit_of(const char *value)
+{
+	char yaml[512];
+	snprintf(yaml, sizeof yaml, "limits: {max_body_bytes: %s}\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
+		 value);
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = load(yaml, &errs);
+	uint64_t n = cfg ? cfg->limits.max_body_bytes : UINT64_MAX;
+	config_unref(cfg);
+	config_errors_free(&errs);
+	return n;
+}
+
+Test(config_scalars, sizes)
+{
+	cr_assert_eq(body_limit_of("0"), 0);
+	cr_assert_eq(body_limit_of("1"), 1);
+	cr_assert_eq(body_limit_of("64KiB"), 65536);
+	cr_assert_eq(body_limit_of("10MiB"), 10485760);
+	cr_assert_eq(body_limit_of("3GiB"), 3ull << 30);
+	cr_assert_eq(body_limit_of("1024GiB"), 1ull << 40);
+	cr_assert_eq(body_limit_of("1099511627776"), 1ull << 40);
+	static const char *const bad[] = {
+		"1099511627777", "1025GiB", "1KB", "1kib", "1 KiB", "KiB", "1.5MiB", "-1", "1TiB",
+		"0x10", "99999999999999999999999GiB", "\"\"",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_eq(body_limit_of(bad[i]), UINT64_MAX, "%s", bad[i]);
+}
+
+Test(config_scalars, sockaddr)
+{
+	struct rw_sockaddr a;
+	cr_assert(config_parse_sockaddr("127.0.0.1:80", &a));
+	cr_assert_str_eq(a.text, "127.0.0.1:80");
+	cr_assert_eq(a.addrlen, sizeof(struct sockaddr_in));
+	cr_assert_eq(((struct sockaddr_in *)&a.addr)->sin_family, AF_INET);
+	cr_assert_eq(ntohs(((struct sockaddr_in *)&a.addr)->sin_port), 80);
+	free(a.text);
+
+	cr_assert(config_parse_sockaddr("[2001:db8::7]:65535", &a));
+	cr_assert_eq(a.addrlen, sizeof(struct sockaddr_in6));
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a.addr;
+	cr_assert_eq(s6->sin6_family, AF_INET6);
+	cr_assert_eq(ntohs(s6->sin6_port), 65535);
+	struct in6_addr want;
+	inet_pton(AF_INET6, "2001:db8::7", &want);
+	cr_assert_eq(memcmp(&s6->sin6_addr, &want, sizeof want), 0);
+	free(a.text);
+
+	cr_assert(config_parse_sockaddr("0.0.0.0:1", &a));
+	free(a.text);
+	cr_assert(config_parse_sockaddr("[::]:8080", &a));
+	free(a.text);
+
+	static const char *const bad[] = {
+		"", "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:0", "127.0.0.1:65536",
+		"127.0.0.1:080x", "127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:123456",
+		"256.0.0.1:80", "1.2.3:80", "localhost:80", "::1:80", "[::1]80", "[::1]:",
+		"[::1:80", "[]:80", "[127.0.0.1]:80", "[fe80::1%eth0]:80", " 127.0.0.1:80",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct rw_sockaddr untouched = { .text = NULL, .addrlen = 3 };
+		cr_assert_not(config_parse_sockaddr(bad[i], &untouched), "'%s'", bad[i]);
+		cr_assert_null(untouched.text);
+		cr_assert_eq(untouched.addrlen, 3);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Route precedence through a loaded configuration */
+
+static const char routing_config[] =
+	UPSTREAMS
+	"frontends:\n"
+	"  - name: public\n"
+	"    listen: [\"127.0.0.1:8080\"]\n"
+	"    routes:\n"
+	"      - {name: api, match: {path_prefix: /api}, upstream: users}\n"
+	"      - {name: users, match: {path_prefix: /api/users, methods: [GET, POST]}, upstream: users}\n"
+	"      - {name: me, match: {path_exact: /api/users/me}, upstream: users}\n"
+	"      - {name: admin, match: {path_prefix: /admin, methods: [GET]}, upstream: users}\n"
+	"      - {name: admin_write, match: {path_prefix: /admin, methods: [PUT, DELETE]}, upstream: users}\n"
+	"      - {name: host_users, match: {host: api.example.com, path_prefix: /api/users}, upstream: users}\n"
+	"      - {name: wild, match: {host: \"*.example.com\", path_prefix: /api}, upstream: users}\n";
+
+static const char *route_for(const struct rw_config *cfg, const char *host, const char *path,
+			     uint8_t method, uint32_t *allow)
+{
+	uint32_t unused;
+	const struct rw_route *rt = router_match(cfg->frontends[0].router,
+						 slice_make(host, strlen(host)),
+						 slice_make(path, strlen(path)), method,
+						 allow ? allow : &unused);
+	return rt ? rt->name : NULL;
+}
+
+Test(config_routing, exact_beats_prefix_and_longest_prefix_wins)
+{
+	struct rw_config *cfg = load_ok(routing_config);
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/users/me", HTTP_M_GET, NULL), "me");
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/users/me", HTTP_M_DELETE, NULL), "me");
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/users/me/x", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/users/7", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/orders", HTTP_M_GET, NULL), "api");
+	/* a method the longer prefix refuses falls through to the shorter one that allows it */
+	cr_assert_str_eq(route_for(cfg, "other.org", "/api/users/7", HTTP_M_DELETE, NULL), "api");
+	config_unref(cfg);
+}
+
+Test(config_routing, prefixes_match_whole_segments)
+{
+	struct rw_config *cfg = load_ok(routing_config);
+	cr_assert_str_eq(route_for(cfg, "", "/api/users", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "", "/api/users/", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "", "/api/users/7", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "", "/api/usersX", HTTP_M_GET, NULL), "api");
+	cr_assert_str_eq(route_for(cfg, "", "/api", HTTP_M_GET, NULL), "api");
+	uint32_t allow = 7;
+	cr_assert_null(route_for(cfg, "", "/apix", HTTP_M_GET, &allow));
+	cr_assert_eq(allow, 0);
+	config_unref(cfg);
+}
+
+Test(config_routing, host_routes_beat_host_less_ones)
+{
+	struct rw_config *cfg = load_ok(routing_config);
+	/* the host route wins even over the host-less exact route */
+	cr_assert_str_eq(route_for(cfg, "api.example.com", "/api/users/me", HTTP_M_GET, NULL),
+			 "host_users");
+	cr_assert_str_eq(route_for(cfg, "API.Example.com:8080", "/api/users/7", HTTP_M_DELETE, NULL),
+			 "host_users");
+	/* exact host first, then the wildcard */
+	cr_assert_str_eq(route_for(cfg, "api.example.com", "/api/orders", HTTP_M_GET, NULL), "wild");
+	cr_assert_str_eq(route_for(cfg, "v2.eu.example.com", "/api/users", HTTP_M_GET, NULL), "wild");
+	/* the wildcard needs a label in front of its suffix */
+	cr_assert_str_eq(route_for(cfg, "example.com", "/api/orders", HTTP_M_GET, NULL), "api");
+	cr_assert_str_eq(route_for(cfg, "badexample.com", "/api/orders", HTTP_M_GET, NULL), "api");
+	config_unref(cfg);
+}
+
+Test(config_routing, method_mismatch_gives_405_with_allow_and_nothing_gives_404)
+{
+	struct rw_config *cfg = load_ok(routing_config);
+	uint32_t allow = 0;
+	cr_assert_str_eq(route_for(cfg, "", "/admin/x", HTTP_M_PUT, NULL), "admin_write");
+	cr_assert_null(route_for(cfg, "", "/admin/x", HTTP_M_POST, &allow));
+	cr_assert_eq(allow, HTTP_METHOD_BIT(HTTP_M_GET) | HTTP_METHOD_BIT(HTTP_M_PUT) |
+				    HTTP_METHOD_BIT(HTTP_M_DELETE));
+	allow = 123;
+	cr_assert_null(route_for(cfg, "", "/nothing", HTTP_M_GET, &allow));
+	cr_assert_eq(allow, 0);
+	allow = 123;
+	cr_assert_null(route_for(cfg, "", "/", HTTP_M_GET, &allow));
+	cr_assert_eq(allow, 0);
+	config_unref(cfg);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* The shipped demo configuration */
+
+Test(config_demo, config_ringway_yaml_loads_and_routes)
+{
+	/* config/ringway.yaml, found from this file's path as compiled (relative to the repository
+	 * root, where `make unit` runs the tests) */
+	char path[4096];
+	const char *self = __FILE__, *tail = strstr(self, "tests/unit/test_config.c");
+	cr_assert_not_null(tail);
+	snprintf(path, sizeof path, "%.*sconfig/ringway.yaml", (int)(tail - self), self);
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = config_load_file(path, &errs);
+	for (uint32_t i = 0; i < errs.count; i++)
+		cr_log_error("%s", errs.lines[i]);
+	config_errors_free(&errs);
+	cr_assert_not_null(cfg);
+
+	cr_assert_eq(cfg->nupstreams, 2);
+	cr_assert_str_eq(cfg->upstreams[0].name, "users");
+	cr_assert_eq(cfg->upstreams[0].ntargets, 2);
+	cr_assert_str_eq(cfg->upstreams[1].name, "orders");
+	cr_assert_str_eq(cfg->upstreams[1].targets[0].text, "127.0.0.1:9103");
+	cr_assert_eq(cfg->nfrontends, 1);
+	cr_assert_str_eq(cfg->frontends[0].listens[0].text, "127.0.0.1:8080");
+
+	uint32_t allow = 0;
+	cr_assert_str_eq(route_for(cfg, "localhost:8080", "/api/users/1", HTTP_M_GET, NULL), "users");
+	cr_assert_str_eq(route_for(cfg, "localhost:8080", "/api/users", HTTP_M_POST, NULL), "users");
+	cr_assert_null(route_for(cfg, "localhost:8080", "/api/users/1", HTTP_M_PATCH, &allow));
+	cr_assert_eq(allow, HTTP_METHOD_BIT(HTTP_M_GET) | HTTP_METHOD_BIT(HTTP_M_POST) |
+				    HTTP_METHOD_BIT(HTTP_M_PUT) | HTTP_METHOD_BIT(HTTP_M_DELETE));
+	cr_assert_str_eq(route_for(cfg, "localhost:8080", "/api/orders/7", HTTP_M_PATCH, NULL), "orders");
+	cr_assert_str_eq(route_for(cfg, "localhost:8080", "/healthz", HTTP_M_GET, NULL), "health");
+	cr_assert_null(route_for(cfg, "localhost:8080", "/healthz/x", HTTP_M_GET, &allow));
+	cr_assert_null(route_for(cfg, "localhost:8080", "/nope", HTTP_M_GET, &allow));
+	cr_assert_eq(allow, 0);
+	config_unref(cfg);
+}

@@ -1,0 +1,106 @@
+/* config.h — the YAML configuration, parsed and validated into one immutable snapshot
+ * (upstreams resolved, routes compiled into a router per frontend). Errors name FILE:LINE:COL. */
+#ifndef RINGWAY_CONFIG_H
+#define RINGWAY_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct router;
+
+struct rw_sockaddr {
+	char *text; /* as written: "127.0.0.1:9101", "[::1]:8080" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+enum rw_balance { BALANCE_ROUND_ROBIN = 0, BALANCE_RANDOM, BALANCE_LEAST_CONN };
+
+struct rw_upstream {
+	char *name;
+	uint32_t index; /* position in rw_config.upstreams */
+	struct rw_sockaddr *targets;
+	uint32_t ntargets;
+	uint8_t balance;              /* enum rw_balance */
+	uint32_t keepalive;           /* idle pooled connections per worker per target */
+	uint32_t connect_timeout_ms;
+	uint32_t response_timeout_ms; /* wait for the response head, and longest gap inside its body */
+};
+
+struct rw_route {
+	char *name;
+	char *host;        /* NULL: any host; "*.example.com": wildcard; else exact (no port) */
+	char *path;        /* path_prefix or path_exact */
+	uint32_t path_len;
+	bool path_exact;
+	uint32_t methods;  /* HTTP_METHOD_BIT() mask of allowed methods; 0: all methods */
+	struct rw_upstream *upstream;
+	char *strip_prefix; /* NULL or a prefix removed from the path before forwarding */
+	uint32_t strip_len;
+	uint32_t index;     /* position in its frontend's routes */
+};
+
+struct rw_frontend {
+	char *name;
+	struct rw_sockaddr *listens;
+	uint32_t nlistens;
+	struct rw_route *routes;
+	uint32_t nroutes;
+	struct router *router; /* compiled from routes */
+};
+
+struct rw_limits {
+	uint32_t max_header_bytes;     /* request line + headers; 431 above */
+	uint32_t max_uri_bytes;        /* request target; 414 above */
+	uint64_t max_body_bytes;       /* 413 above */
+	uint32_t header_timeout_ms;    /* first byte to end of head; 408 */
+	uint32_t keepalive_timeout_ms; /* idle client connection between requests */
+	uint32_t client_timeout_ms;    /* longest stall of a client inside a request (body, reads) */
+	uint32_t max_connections;      /* per worker; accepts beyond are closed */
+};
+
+enum rw_access_log { ACCESS_LOG_STDERR = 0, ACCESS_LOG_OFF, ACCESS_LOG_FILE };
+
+struct rw_config {
+	char *path;
+	uint32_t workers;       /* 0: one per available core */
+	uint8_t access_log;     /* enum rw_access_log */
+	char *access_log_path;  /* for ACCESS_LOG_FILE */
+	uint32_t drain_timeout_ms; /* on SIGTERM: how long in-flight requests may finish */
+	struct rw_limits limits;
+	struct rw_upstream *upstreams;
+	uint32_t nupstreams;
+	struct rw_frontend *frontends;
+	uint32_t nfrontends;
+	atomic_uint refs;       /* holders of this snapshot; freed when it drops to 0 */
+};
+
+/* Error lines, each "FILE:LINE:COL: message". */
+struct config_errors {
+	char **lines;
+	uint32_t count;
+};
+
+/* Loads and validates a configuration file. Returns the snapshot (refs = 1), or NULL with at least
+ * one line in errs. Every error found is reported, not only the first. */
+struct rw_config *config_load_file(const char *path, struct config_errors *errs);
+
+/* Same, from memory; name is used as FILE in error lines. */
+struct rw_config *config_load_string(const char *name, const char *yaml, size_t len,
+				     struct config_errors *errs);
+
+void config_errors_free(struct config_errors *errs);
+
+struct rw_config *config_ref(struct rw_config *cfg);
+void config_unref(struct rw_config *cfg); /* frees on the last reference */
+
+/* Parses "500ms", "10s", "2m", "1h" (a whole number and a unit). Returns false if malformed or
+ * above 24h. */
+bool config_parse_duration(const char *s, uint32_t *ms);
+
+/* Parses "127.0.0.1:80", "[::1]:8080" (numeric addresses only). Returns false if malformed. */
+bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out);
+
+#endif

@@ -1,0 +1,401 @@
+/* conn.c — a client connection's life: accept, request heads parsed in place (coalesced into a
+ * heap buffer only while incomplete, so a slow client never pins a ring buffer), refusals with the
+ * reason's JSON answer, keep-alive and pipelining, the timeouts, and draining on shutdown. */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proxy.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+static void client_process(struct client *c);
+static void client_timer_fired(struct timer *t);
+
+static void client_arm_timer(struct client *c)
+{
+	struct worker *w = c->w;
+	const struct rw_limits *lim = &w->cfg->limits;
+	if (c->s.closing)
+		return;
+	if (c->s.out.bytes > 0 || c->state == C_BODY || c->state == C_DONE) {
+		timer_arm(&w->wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
+	} else if (c->state == C_IDLE) {
+		timer_arm(&w->wheel, &c->s.tm, lim->keepalive_timeout_ms, client_timer_fired);
+	} else if (c->state == C_HEAD) {
+		if (!timer_armed(&c->s.tm))
+			timer_arm(&w->wheel, &c->s.tm, lim->header_timeout_ms, client_timer_fired);
+	} else {
+		timer_cancel(&w->wheel, &c->s.tm); /* C_WAIT: the upstream's timer governs */
+	}
+}
+
+void client_accepted(struct worker *w, const struct listener *l, int fd)
+{
+	struct client *c = w->free_clients;
+	if (c)
+		w->free_clients = c->next;
+	else if (!(c = malloc(sizeof *c))) {
+		log_error("out of memory: connection refused");
+		close(fd);
+		return;
+	}
+	memset(c, 0, sizeof *c);
+	sock_init(&c->s, fd, SOCK_CLIENT);
+	c->s.connected = true;
+	c->w = w;
+	c->l = l;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		c->peer_family = (uint8_t)ss.ss_family;
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+			memcpy(c->peer_addr, &in->sin_addr, 4);
+			c->peer_port = ntohs(in->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			memcpy(c->peer_addr, &in6->sin6_addr, 16);
+			c->peer_port = ntohs(in6->sin6_port);
+		}
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->next = w->clients;
+	if (w->clients)
+		w->clients->prev = c;
+	w->clients = c;
+	w->nclients++;
+	c->state = C_HEAD; /* the header timeout runs from accept */
+	client_arm_timer(c);
+	sock_arm_recv(w, &c->s);
+}
+
+void client_free(struct client *c)
+{
+	struct worker *w = c->w;
+	if (c->x)
+		proxy_abort(c->x);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nclients--;
+	c->next = w->free_clients;
+	w->free_clients = c;
+}
+
+void client_peer_ip(const struct client *c, char *out, size_t cap)
+{
+	if (!inet_ntop(c->peer_family, c->peer_addr, out, (socklen_t)cap))
+		snprintf(out, cap, "unknown");
+}
+
+static void log_refusal(struct client *c, enum rw_reason r)
+{
+	struct exchange *x = c->x;
+	char peer[INET6_ADDRSTRLEN + 8], ip[INET6_ADDRSTRLEN];
+	client_peer_ip(c, ip, sizeof ip);
+	snprintf(peer, sizeof peer, "%s:%u", ip, c->peer_port);
+	log_info("%s: %d %s%s%.*s", peer, reason_status(r), reason_name(r), x ? " " : "",
+		 x ? (int)x->path_len : 0, x ? x->path : "");
+	struct access_record rec = {
+		.client = peer,
+		.method = x ? x->method : "-",
+		.method_len = x ? x->method_len : 1,
+		.path = x ? x->path : "-",
+		.path_len = x ? x->path_len : 1,
+		.route = x && x->route ? x->route->name : NULL,
+		.upstream = x ? (x->u ? x->u->target->text : x->upstream_text) : NULL,
+		.status = reason_status(r),
+		.reason = reason_name(r),
+		.bytes_in = x ? x->bytes_in : 0,
+		.bytes_out = 0,
+		.duration_ms = x ? (double)(now_ns() - x->t_start_ns) / 1e6 : 0,
+		.upstream_ms = -1,
+		.worker = c->w->id,
+	};
+	access_log_write(&c->w->alog, &rec);
+}
+
+void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close)
+{
+	struct worker *w = c->w;
+	struct exchange *x = c->x;
+	log_refusal(c, r);
+	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
+		proxy_abort(x);
+		sock_close(w, &c->s);
+		return;
+	}
+	if (x) {
+		/* an unread request body would be taken for the next request: close instead */
+		if (!x->req_done || !x->client_keep_alive)
+			close = true;
+		proxy_abort(x);
+	}
+	if (w->stopping)
+		close = true;
+	uint32_t id = buf_heap_get(&w->bufs);
+	if (id == UINT32_MAX) {
+		sock_close(w, &c->s);
+		return;
+	}
+	size_t n = reason_write_response(r, allow, close, buf_ptr(&w->bufs, id), buf_cap(&w->bufs, id));
+	segq_push(&w->bufs, &c->s.out, id, 0, (uint32_t)n);
+	sock_flush(w, &c->s);
+	if (close) {
+		c->state = C_DONE;
+		c->close_after = true;
+		segq_clear(&w->bufs, &c->s.in);
+		sock_pause(w, &c->s);
+	} else {
+		c->state = C_IDLE;
+	}
+	client_arm_timer(c);
+}
+
+void client_exchange_done(struct client *c)
+{
+	struct worker *w = c->w;
+	struct exchange *x = c->x;
+	char peer[INET6_ADDRSTRLEN + 8], ip[INET6_ADDRSTRLEN];
+	client_peer_ip(c, ip, sizeof ip);
+	snprintf(peer, sizeof peer, "%s:%u", ip, c->peer_port);
+	uint64_t end = now_ns();
+	struct access_record rec = {
+		.client = peer,
+		.method = x->method,
+		.method_len = x->method_len,
+		.path = x->path,
+		.path_len = x->path_len,
+		.route = x->route ? x->route->name : NULL,
+		.upstream = x->u ? x->u->target->text : x->upstream_text,
+		.status = x->status,
+		.reason = reason_name(x->reason),
+		.bytes_in = x->bytes_in,
+		.bytes_out = x->bytes_out_queued,
+		.duration_ms = (double)(end - x->t_start_ns) / 1e6,
+		.upstream_ms = x->t_upstream_ns ? (double)(x->t_upstream_done_ns - x->t_upstream_ns) / 1e6 : -1,
+		.worker = w->id,
+	};
+	access_log_write(&w->alog, &rec);
+	if (!x->client_keep_alive)
+		c->close_after = true;
+	exchange_free(w, x);
+	c->x = NULL;
+	if (c->close_after || w->stopping) {
+		c->close_after = true;
+		c->state = C_DONE;
+		segq_clear(&w->bufs, &c->s.in);
+		if (c->s.out.bytes == 0)
+			sock_close(w, &c->s);
+		else
+			client_arm_timer(c);
+		return;
+	}
+	c->state = C_IDLE;
+	client_arm_timer(c);
+	sock_resume(w, &c->s);
+	client_process(c);
+}
+
+static void client_process(struct client *c)
+{
+	struct worker *w = c->w;
+	const struct rw_limits *lim = &w->cfg->limits;
+	const struct http_head_limits hl = { lim->max_header_bytes, lim->max_uri_bytes };
+	while (!c->s.closing) {
+		switch (c->state) {
+		case C_IDLE:
+		case C_HEAD: {
+			if (c->s.in.bytes == 0)
+				return;
+			if (c->state == C_IDLE) {
+				c->state = C_HEAD;
+				timer_cancel(&w->wheel, &c->s.tm);
+				client_arm_timer(c);
+			}
+			struct seg *g = c->s.in.head;
+			int r = http1_parse_request(seg_ptr(&w->bufs, g), g->len, &hl, &w->req);
+			if (r < 0) {
+				client_refuse(c, (enum rw_reason)-r, NULL, true);
+				return;
+			}
+			if (r == 0) {
+				bool more = g->next != NULL;
+				if (!segq_coalesce_front(&w->bufs, &c->s.in)) {
+					client_refuse(c, RW_INTERNAL, NULL, true);
+					return;
+				}
+				if (!more)
+					return; /* wait for the rest of the head */
+				continue;
+			}
+			proxy_start(c, (uint32_t)r);
+			break;
+		}
+		case C_BODY:
+			client_pump_body(c);
+			if (c->state == C_BODY)
+				return;
+			break;
+		default:
+			return;
+		}
+	}
+}
+
+void client_pump_body(struct client *c)
+{
+	struct exchange *x = c->x;
+	struct worker *w = c->w;
+	if (c->state != C_BODY || !x || !x->u)
+		return;
+	struct sock *up = &x->u->s;
+	while (!x->req_done && c->s.in.bytes && up->out.bytes < SOCK_OUT_HIGH) {
+		uint64_t n;
+		if (x->req_chunked) {
+			struct seg *g = c->s.in.head;
+			bool done = false;
+			ssize_t k = chunk_scan(&x->req_cs, seg_ptr(&w->bufs, g), g->len, &done);
+			if (k < 0) {
+				client_refuse(c, RW_BAD_CHUNK, NULL, true);
+				return;
+			}
+			if (x->req_cs.data_bytes > w->cfg->limits.max_body_bytes) {
+				client_refuse(c, RW_BODY_TOO_LARGE, NULL, true);
+				return;
+			}
+			n = segq_move(&w->bufs, &up->out, &c->s.in, (uint64_t)k);
+			x->req_done = done;
+		} else {
+			n = segq_move(&w->bufs, &up->out, &c->s.in, (uint64_t)x->req_remaining);
+			x->req_remaining -= (int64_t)n;
+			x->req_done = x->req_remaining == 0;
+		}
+		x->bytes_in += n;
+	}
+	sock_flush(w, up);
+	if (x->req_done) {
+		c->state = C_WAIT;
+		client_arm_timer(c);
+		return;
+	}
+	if (up->out.bytes >= SOCK_OUT_HIGH)
+		sock_pause(w, &c->s); /* resumed when the upstream drains */
+	else
+		sock_resume(w, &c->s);
+	client_arm_timer(c);
+}
+
+void client_on_data(struct client *c)
+{
+	if (c->state == C_DONE) {
+		segq_clear(&c->w->bufs, &c->s.in);
+		return;
+	}
+	if (c->state == C_BODY)
+		client_arm_timer(c);
+	client_process(c);
+	/* pipelined requests wait in the queue; stop reading if a client piles them up */
+	if (c->state == C_WAIT && c->s.in.bytes > SOCK_OUT_HIGH)
+		sock_pause(c->w, &c->s);
+}
+
+void client_on_eof(struct client *c, int err)
+{
+	struct worker *w = c->w;
+	switch (c->state) {
+	case C_WAIT:
+		if (!err) { /* half close: answer, then close */
+			c->close_after = true;
+			return;
+		}
+		/* fall through */
+	case C_BODY:
+		if (c->x) {
+			c->x->reason = RW_CLIENT_CLOSED;
+			log_refusal(c, RW_CLIENT_CLOSED);
+		}
+		sock_close(w, &c->s);
+		return;
+	case C_DONE:
+		if (!err && c->s.out.bytes)
+			return; /* the answer still goes out */
+		sock_close(w, &c->s);
+		return;
+	default: /* idle, or a head that will never be complete */
+		if (c->state == C_HEAD && c->s.in.bytes)
+			log_debug("client closed with an incomplete request head");
+		sock_close(w, &c->s);
+		return;
+	}
+}
+
+void client_on_send_error(struct client *c, int err)
+{
+	if (c->x)
+		log_refusal(c, RW_CLIENT_CLOSED);
+	sock_close(c->w, &c->s);
+}
+
+void client_on_sent(struct client *c)
+{
+	struct worker *w = c->w;
+	if (c->x) {
+		proxy_on_client_drained(c->x);
+		if (c->s.closing)
+			return;
+	}
+	if (c->s.out.bytes == 0 && c->state == C_DONE && c->close_after) {
+		sock_close(w, &c->s);
+		return;
+	}
+	client_arm_timer(c);
+}
+
+void client_drain(struct client *c)
+{
+	if (c->state == C_IDLE && c->s.out.bytes == 0 && c->s.in.bytes == 0)
+		sock_close(c->w, &c->s);
+	else
+		c->close_after = true;
+}
+
+static void client_timer_fired(struct timer *t)
+{
+	struct client *c = container_of(t, struct client, s.tm);
+	struct worker *w = c->w;
+	if (c->s.out.bytes > 0 || c->state == C_DONE) {
+		log_info("client stalled reading the response: closing");
+		if (c->x)
+			log_refusal(c, RW_CLIENT_TIMEOUT);
+		sock_close(w, &c->s);
+		return;
+	}
+	switch (c->state) {
+	case C_IDLE:
+		sock_close(w, &c->s);
+		return;
+	case C_HEAD:
+		client_refuse(c, RW_HEADER_TIMEOUT, NULL, true);
+		return;
+	case C_BODY:
+		client_refuse(c, RW_CLIENT_TIMEOUT, NULL, true);
+		return;
+	default:
+		return;
+	}
+}

@@ -1,0 +1,129 @@
+/* main.c — the command line (run, check, --help, --version) and the process's signals: SIGTERM and
+ * SIGINT drain and stop the workers. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+static void usage(FILE *to)
+{
+	fputs("usage: ringway run -c FILE [--log-level debug|info|warn|error]\n"
+	      "       ringway check -c FILE\n"
+	      "       ringway --help | --version\n"
+	      "\n"
+	      "  run     run the gateway in the foreground (logs on stderr); SIGTERM or SIGINT\n"
+	      "          stops accepting, lets in-flight requests finish (drain_timeout), exits 0\n"
+	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n",
+	      to);
+}
+
+static struct rw_config *load(const char *path)
+{
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = config_load_file(path, &errs);
+	for (uint32_t i = 0; i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.lines[i]);
+	config_errors_free(&errs);
+	return cfg;
+}
+
+static int cmd_run(struct rw_config *cfg)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	struct worker_set ws = { 0 };
+	if (workers_start(&ws, cfg)) {
+		config_unref(cfg);
+		return 1;
+	}
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t i = 0; i < cfg->frontends[f].nlistens; i++)
+			log_info("frontend %s listening on %s", cfg->frontends[f].name,
+				 cfg->frontends[f].listens[i].text);
+	int sig = 0;
+	sigwait(&set, &sig);
+	log_info("%s: draining (up to %u ms), then stopping", strsignal(sig), cfg->drain_timeout_ms);
+	workers_stop(&ws);
+	config_unref(cfg);
+	log_info("stopped");
+	return 0;
+}
+
+static int parse_level(const char *name)
+{
+	static const char *levels[] = { "debug", "info", "warn", "error" };
+	for (int i = 0; i < 4; i++)
+		if (strcmp(name, levels[i]) == 0)
+			return i;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+		printf("ringway %s\n", RINGWAY_VERSION);
+		return 0;
+	}
+	if (argc < 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)) {
+		if (argc >= 2)
+			fprintf(stderr, "ringway: unknown command '%s'\n", argv[1]);
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	const char *config = NULL;
+	int c, level;
+	while ((c = getopt_long(argc - 1, argv + 1, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'l':
+			if ((level = parse_level(optarg)) < 0) {
+				fprintf(stderr, "ringway: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			log_set_level((enum log_level)level);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!config) {
+		fprintf(stderr, "ringway %s: -c FILE is required\n", cmd);
+		return 2;
+	}
+	struct rw_config *cfg = load(config);
+	if (!cfg)
+		return 1;
+	if (strcmp(cmd, "check") == 0) {
+		puts("ok");
+		config_unref(cfg);
+		return 0;
+	}
+	return cmd_run(cfg);
+}

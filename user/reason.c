@@ -1,0 +1,69 @@
+/* reason.c — the reason table: status, log name and message of every refusal or failure, and the
+ * JSON error response written from it. */
+#include "reason.h"
+
+#include <stdio.h>
+
+static const struct {
+	int status;
+	const char *name;
+	const char *message;
+} reasons[RW_REASON_COUNT] = {
+#define RW_REASON_ROW(n, st, log, msg) [RW_##n] = { st, log, msg },
+	RW_REASONS(RW_REASON_ROW)
+#undef RW_REASON_ROW
+};
+
+int reason_status(enum rw_reason r)
+{
+	return (unsigned)r < RW_REASON_COUNT ? reasons[r].status : 500;
+}
+
+const char *reason_name(enum rw_reason r)
+{
+	return (unsigned)r < RW_REASON_COUNT ? reasons[r].name : "internal_error";
+}
+
+const char *reason_message(enum rw_reason r)
+{
+	return (unsigned)r < RW_REASON_COUNT ? reasons[r].message : "internal gateway error";
+}
+
+const char *status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+size_t reason_write_response(enum rw_reason r, const char *allow, int close, char *out, size_t cap)
+{
+	int status = reason_status(r);
+	char body[256];
+	int blen = snprintf(body, sizeof body,
+			    "{\"error\":{\"status\":%d,\"reason\":\"%s\",\"message\":\"%s\"}}\n", status,
+			    reason_name(r), reason_message(r));
+	int n = snprintf(out, cap,
+			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+			 "%s%s%s%s\r\n%s",
+			 status, status_text(status), blen, allow ? "Allow: " : "", allow ? allow : "",
+			 allow ? "\r\n" : "", close ? "Connection: close\r\n" : "", body);
+	return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+}

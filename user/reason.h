@@ -1,0 +1,62 @@
+/* reason.h — why a request was refused or failed: one table maps each reason to its HTTP status,
+ * the `reason` field of the access log and the message of the JSON error body. */
+#ifndef RINGWAY_REASON_H
+#define RINGWAY_REASON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* X(name, status, log_name, message) */
+#define RW_REASONS(X)                                                                          \
+	X(OK, 200, "ok", "ok")                                                                     \
+	X(BAD_REQUEST_LINE, 400, "bad_request_line", "malformed request line")                     \
+	X(BAD_URI, 400, "bad_uri", "malformed request target")                                     \
+	X(BAD_HEADER, 400, "bad_header", "malformed header field")                                 \
+	X(BARE_CR_LF, 400, "bare_cr_lf", "bare CR or LF in the message head")                      \
+	X(OBS_FOLD, 400, "obs_fold", "obsolete line folding is not allowed")                       \
+	X(BAD_HOST, 400, "bad_host", "missing, duplicate or malformed Host header")                \
+	X(BAD_CONTENT_LENGTH, 400, "bad_content_length", "malformed Content-Length")               \
+	X(DUPLICATE_CONTENT_LENGTH, 400, "duplicate_content_length",                               \
+	  "differing duplicate Content-Length headers")                                            \
+	X(CONTENT_LENGTH_WITH_TE, 400, "content_length_with_transfer_encoding",                    \
+	  "Content-Length together with Transfer-Encoding")                                        \
+	X(BAD_TRANSFER_ENCODING, 400, "bad_transfer_encoding", "unsupported Transfer-Encoding")    \
+	X(BAD_CHUNK, 400, "bad_chunked_body", "malformed chunked body")                            \
+	X(BAD_EXPECT, 417, "bad_expect", "unsupported Expect header")                              \
+	X(UNSUPPORTED_METHOD, 501, "unsupported_method", "method not supported by this gateway")   \
+	X(BAD_VERSION, 505, "bad_version", "HTTP version not supported")                           \
+	X(HEADER_TIMEOUT, 408, "header_timeout", "request head not received in time")              \
+	X(CLIENT_TIMEOUT, 408, "client_timeout", "client stalled during the request")              \
+	X(BODY_TOO_LARGE, 413, "body_too_large", "request body too large")                         \
+	X(URI_TOO_LONG, 414, "uri_too_long", "request target too long")                            \
+	X(HEADERS_TOO_LARGE, 431, "headers_too_large", "request header fields too large")          \
+	X(NO_ROUTE, 404, "no_route", "no route matches this request")                              \
+	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "method not allowed on this route")      \
+	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
+	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \
+	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \
+	X(UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "upstream sent an invalid response") \
+	X(UPSTREAM_UNAVAILABLE, 503, "upstream_unavailable", "no upstream connection available")   \
+	X(SHUTTING_DOWN, 503, "shutting_down", "gateway is shutting down")                         \
+	X(UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_connect_timeout", "upstream connect timed out") \
+	X(UPSTREAM_TIMEOUT, 504, "upstream_timeout", "upstream response timed out")                \
+	X(INTERNAL, 500, "internal_error", "internal gateway error")
+
+enum rw_reason {
+#define RW_REASON_ENUM(name, status, log, msg) RW_##name,
+	RW_REASONS(RW_REASON_ENUM)
+#undef RW_REASON_ENUM
+	RW_REASON_COUNT
+};
+
+int reason_status(enum rw_reason r);
+const char *reason_name(enum rw_reason r);
+const char *reason_message(enum rw_reason r);
+const char *status_text(int status);
+
+/* Writes a complete HTTP/1.1 error response (JSON body) into out; returns its length, or 0 if it
+ * does not fit. allow (may be NULL) becomes the Allow header; close adds Connection: close. */
+size_t reason_write_response(enum rw_reason r, const char *allow, int close, char *out,
+			     size_t cap);
+
+#endif

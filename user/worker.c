@@ -1,0 +1,524 @@
+/* worker.c — the per-core event loop: ring set-up (with the fastest flags the kernel accepts),
+ * listeners with multishot accept, the tick that drives the timer wheel, the wake-up used for
+ * shutdown, and the dispatch of every completion to its socket's owner. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "proxy.h"
+#include "upstream.h"
+
+#define RING_ENTRIES 1024
+#define CQ_ENTRIES 16384
+#define RING_BUFS 1024
+#define RING_BUF_SIZE 16384
+
+struct io_uring_sqe *worker_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	while (!sqe) {
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+/* Tries the setup flags from the best to none; logs which set the kernel took (worker 0 only). */
+static int ring_setup(struct worker *w)
+{
+	static const struct {
+		unsigned flags;
+		const char *name;
+	} tries[] = {
+		{ IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		  "single issuer + deferred task run" },
+		{ IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN, "cooperative task run" },
+		{ IORING_SETUP_CQSIZE, "plain" },
+	};
+	int ret = -EINVAL;
+	for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+		struct io_uring_params p = { .flags = tries[i].flags, .cq_entries = CQ_ENTRIES };
+		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+		if (ret == 0) {
+			w->ring_flags = tries[i].flags;
+			if (w->id == 0)
+				log_info("io_uring: %s mode (features 0x%x)%s", tries[i].name,
+					 p.features, i ? " — this kernel lacks the faster flags" : "");
+			return 0;
+		}
+	}
+	log_error("io_uring_queue_init failed: %s", strerror(-ret));
+	return ret;
+}
+
+static int listen_socket(const struct rw_sockaddr *a)
+{
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (a->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static void arm_accept(struct worker *w, struct listener *l)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, UD(l, OP_ACCEPT));
+	l->armed = true;
+}
+
+static void arm_tick(struct worker *w)
+{
+	w->tick_ts.tv_sec = 0;
+	w->tick_ts.tv_nsec = TIMER_TICK_MS * 1000000L;
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, UD(w, OP_TICK));
+}
+
+static void arm_wake(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof w->wake_val, 0);
+	io_uring_sqe_set_data64(sqe, UD(w, OP_WAKE));
+}
+
+static int worker_setup(struct worker *w)
+{
+	if (ring_setup(w))
+		return -1;
+	uint32_t heap = w->cfg->limits.max_header_bytes + RING_BUF_SIZE + 4096;
+	int ret = bufs_init(&w->bufs, &w->ring, RING_BUFS, RING_BUF_SIZE, heap);
+	if (ret) {
+		log_error("buffer ring registration failed: %s", strerror(-ret));
+		return -1;
+	}
+	timer_wheel_init(&w->wheel, monotonic_ms());
+	if (upstream_pools_init(w))
+		return -1;
+	w->alog.fd = -1;
+	if (w->cfg->access_log == ACCESS_LOG_STDERR)
+		w->alog.fd = STDERR_FILENO;
+	else if (w->cfg->access_log == ACCESS_LOG_FILE) {
+		w->alog.fd = open(w->cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (w->alog.fd < 0) {
+			log_error("access_log %s: %s", w->cfg->access_log_path, strerror(errno));
+			return -1;
+		}
+	}
+	w->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->wake_fd < 0)
+		return -1;
+	uint32_t n = 0;
+	for (uint32_t f = 0; f < w->cfg->nfrontends; f++)
+		n += w->cfg->frontends[f].nlistens;
+	w->listeners = calloc(n ? n : 1, sizeof *w->listeners);
+	if (!w->listeners)
+		return -1;
+	for (uint32_t f = 0; f < w->cfg->nfrontends; f++) {
+		const struct rw_frontend *fe = &w->cfg->frontends[f];
+		for (uint32_t i = 0; i < fe->nlistens; i++) {
+			int fd = listen_socket(&fe->listens[i]);
+			if (fd < 0) {
+				log_error("listen %s: %s", fe->listens[i].text, strerror(-fd));
+				return -1;
+			}
+			struct listener *l = &w->listeners[w->nlisteners++];
+			*l = (struct listener){ .fd = fd, .w = w, .fe = fe };
+		}
+	}
+	return 0;
+}
+
+static void on_accept(struct worker *w, struct listener *l, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		l->armed = false;
+	if (cqe->res >= 0) {
+		if (w->stopping || w->nclients >= w->cfg->limits.max_connections) {
+			if (!w->stopping)
+				log_warn("max_connections (%u) reached: connection refused",
+					 w->cfg->limits.max_connections);
+			close(cqe->res);
+		} else {
+			client_accepted(w, l, cqe->res);
+		}
+	} else if (cqe->res != -ECANCELED) {
+		log_warn("accept: %s", strerror(-cqe->res));
+	}
+	if (!l->armed && !w->stopping && l->fd >= 0)
+		arm_accept(w, l);
+}
+
+static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		s->recv_armed = false;
+		s->inflight--;
+	}
+	int res = cqe->res;
+	if (res > 0) {
+		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		buf_took_from_ring(&w->bufs, bid);
+		if (s->closing || s->eof) {
+			buf_unref(&w->bufs, bid);
+			return;
+		}
+		segq_push(&w->bufs, &s->in, bid, 0, (uint32_t)res);
+		if (s->kind == SOCK_CLIENT)
+			client_on_data((struct client *)s);
+		else
+			upconn_on_data((struct upconn *)s);
+	} else if (res == -ENOBUFS) {
+		if (!s->closing && !s->starved) {
+			s->starved = true;
+			s->list_next = w->starved;
+			w->starved = s;
+		}
+		return;
+	} else if (res == -ECANCELED) {
+		/* stopped by sock_pause: re-armed below unless still paused */
+	} else if (!s->closing && !s->eof) {
+		s->eof = true;
+		int err = res == 0 ? 0 : -res;
+		if (s->kind == SOCK_CLIENT)
+			client_on_eof((struct client *)s, err);
+		else
+			upconn_on_eof((struct upconn *)s, err);
+		return;
+	}
+	if (!s->recv_armed && !s->starved)
+		sock_arm_recv(w, s);
+}
+
+static void sock_on_send(struct worker *w, struct sock *s, int res)
+{
+	s->send_busy = false;
+	s->inflight--;
+	if (s->closing)
+		return;
+	if (res < 0) {
+		segq_clear(&w->bufs, &s->out);
+		if (s->kind == SOCK_CLIENT)
+			client_on_send_error((struct client *)s, -res);
+		else
+			upconn_on_eof((struct upconn *)s, -res);
+		return;
+	}
+	segq_consume(&w->bufs, &s->out, (uint64_t)res);
+	if (s->out.bytes == 0 && s->sc) { /* an idle socket holds no send context */
+		s->sc->next_free = w->free_sc;
+		w->free_sc = s->sc;
+		s->sc = NULL;
+	}
+	sock_flush(w, s);
+	if (s->kind == SOCK_CLIENT)
+		client_on_sent((struct client *)s);
+	else
+		upconn_on_sent((struct upconn *)s);
+}
+
+static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	void *ptr = (void *)(uintptr_t)(ud & ~OP_MASK);
+	struct sock *s = ptr;
+	switch (ud & OP_MASK) {
+	case OP_ACCEPT:
+		on_accept(w, ptr, cqe);
+		return;
+	case OP_TICK:
+		timer_wheel_advance(&w->wheel, monotonic_ms());
+		if (!w->stopping || w->nclients)
+			arm_tick(w);
+		return;
+	case OP_WAKE:
+		return; /* the loop looks at stop_requested */
+	case OP_RECV:
+		sock_on_recv(w, s, cqe);
+		break;
+	case OP_SEND:
+		sock_on_send(w, s, cqe->res);
+		break;
+	case OP_CONNECT:
+		s->inflight--;
+		if (!s->closing)
+			upconn_on_connected((struct upconn *)s, cqe->res);
+		break;
+	case OP_CANCEL:
+		s->inflight--;
+		break;
+	default:
+		return;
+	}
+	sock_release_if_idle(w, s);
+}
+
+static void free_closed(struct worker *w)
+{
+	while (w->closed) {
+		struct sock *s = w->closed;
+		w->closed = s->list_next;
+		if (s->fd >= 0)
+			close(s->fd);
+		s->fd = -1;
+		segq_clear(&w->bufs, &s->in);
+		segq_clear(&w->bufs, &s->out);
+		if (s->sc) {
+			s->sc->next_free = w->free_sc;
+			w->free_sc = s->sc;
+			s->sc = NULL;
+		}
+		if (s->kind == SOCK_CLIENT)
+			client_free((struct client *)s);
+		else
+			upconn_free((struct upconn *)s);
+	}
+}
+
+static void rearm_starved(struct worker *w)
+{
+	if (!w->starved || w->bufs.ring_free < 8)
+		return;
+	struct sock *s = w->starved;
+	w->starved = NULL;
+	while (s) {
+		struct sock *next = s->list_next;
+		s->starved = false;
+		sock_arm_recv(w, s);
+		s = next;
+	}
+}
+
+static void begin_drain(struct worker *w)
+{
+	w->stopping = true;
+	w->drain_deadline_ms = monotonic_ms() + w->cfg->drain_timeout_ms;
+	for (uint32_t i = 0; i < w->nlisteners; i++) {
+		/* shutdown ends the multishot accept (close alone would not: the ring holds the file) */
+		shutdown(w->listeners[i].fd, SHUT_RDWR);
+		close(w->listeners[i].fd);
+		w->listeners[i].fd = -1;
+	}
+	for (struct client *c = w->clients, *next; c; c = next) {
+		next = c->next;
+		client_drain(c);
+	}
+}
+
+static void force_close_all(struct worker *w)
+{
+	for (struct client *c = w->clients; c; c = c->next)
+		sock_close(w, &c->s);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char name[24];
+	snprintf(name, sizeof name, "worker %u", w->id);
+	log_set_thread_name(name);
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
+	/* the ring is created here: with SINGLE_ISSUER only its creator thread may submit */
+	w->start_error = worker_setup(w);
+	struct start_gate *g = w->gate;
+	pthread_mutex_lock(&g->lock);
+	g->ready++;
+	pthread_cond_broadcast(&g->cond);
+	while (!g->decided)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+	if (w->start_error || atomic_load(&w->stop_requested))
+		return NULL;
+	for (uint32_t i = 0; i < w->nlisteners; i++)
+		arm_accept(w, &w->listeners[i]);
+	arm_tick(w);
+	arm_wake(w);
+	bool forced = false;
+	for (;;) {
+		if (!w->stopping && atomic_load(&w->stop_requested))
+			begin_drain(w);
+		if (w->stopping) {
+			if (w->nclients == 0)
+				break;
+			if (!forced && monotonic_ms() >= w->drain_deadline_ms) {
+				log_warn("drain timeout: closing %u connections", w->nclients);
+				force_close_all(w);
+				forced = true;
+			}
+		}
+		int ret = io_uring_submit_and_wait(&w->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {
+			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
+			dispatch(w, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&w->ring, seen);
+		free_closed(w);
+		rearm_starved(w);
+		if (w->alog.len)
+			access_log_flush(&w->alog);
+	}
+	access_log_flush(&w->alog);
+	return NULL;
+}
+
+static void worker_destroy(struct worker *w)
+{
+	for (uint32_t i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].fd >= 0)
+			close(w->listeners[i].fd);
+	free(w->listeners);
+	upstream_pools_destroy(w);
+	free_closed(w);
+	while (w->free_sc) {
+		struct sendctx *sc = w->free_sc;
+		w->free_sc = sc->next_free;
+		free(sc);
+	}
+	while (w->free_clients) {
+		struct client *c = w->free_clients;
+		w->free_clients = c->next;
+		free(c);
+	}
+	while (w->free_exchanges) {
+		struct exchange *x = w->free_exchanges;
+		w->free_exchanges = x->next_free;
+		free(x);
+	}
+	if (w->ring.ring_fd > 0)
+		io_uring_queue_exit(&w->ring);
+	bufs_destroy(&w->bufs);
+	if (w->alog.fd > STDERR_FILENO)
+		close(w->alog.fd);
+	if (w->wake_fd > 0)
+		close(w->wake_fd);
+}
+
+static unsigned available_cpus(int *cpus, unsigned max)
+{
+	cpu_set_t set;
+	unsigned n = 0;
+	if (sched_getaffinity(0, sizeof set, &set) == 0) {
+		for (int i = 0; i < CPU_SETSIZE && n < max; i++)
+			if (CPU_ISSET(i, &set))
+				cpus[n++] = i;
+	}
+	return n;
+}
+
+static void join_all(struct worker_set *ws)
+{
+	for (unsigned i = 0; i < ws->n; i++) {
+		pthread_join(ws->workers[i].thread, NULL);
+		worker_destroy(&ws->workers[i]);
+		config_unref(ws->workers[i].cfg);
+	}
+	free(ws->workers);
+	ws->workers = NULL;
+	ws->n = 0;
+}
+
+/* Every started worker sets itself up (ring, listeners) and waits at the gate; the main thread opens
+ * it once all have answered, telling them to run, or to stop if any failed. */
+static bool gate_wait_all(struct worker_set *ws)
+{
+	struct start_gate *g = &ws->gate;
+	pthread_mutex_lock(&g->lock);
+	while (g->ready < ws->n)
+		pthread_cond_wait(&g->cond, &g->lock);
+	bool ok = true;
+	for (unsigned i = 0; i < ws->n; i++)
+		if (ws->workers[i].start_error)
+			ok = false;
+	if (!ok)
+		for (unsigned i = 0; i < ws->n; i++)
+			atomic_store(&ws->workers[i].stop_requested, true);
+	g->decided = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+	return ok;
+}
+
+int workers_start(struct worker_set *ws, struct rw_config *cfg)
+{
+	int cpus[1024];
+	unsigned ncpu = available_cpus(cpus, 1024);
+	unsigned n = cfg->workers ? cfg->workers : (ncpu ? ncpu : 1);
+	ws->workers = calloc(n, sizeof *ws->workers);
+	ws->n = 0;
+	if (!ws->workers)
+		return -1;
+	pthread_mutex_init(&ws->gate.lock, NULL);
+	pthread_cond_init(&ws->gate.cond, NULL);
+	ws->gate.ready = 0;
+	ws->gate.decided = false;
+	bool ok = true;
+	for (unsigned i = 0; i < n; i++) {
+		struct worker *w = &ws->workers[i];
+		w->id = i;
+		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
+		w->cfg = config_ref(cfg);
+		w->wake_fd = -1;
+		w->gate = &ws->gate;
+		if (pthread_create(&w->thread, NULL, worker_main, w)) {
+			log_error("cannot start worker %u", i);
+			config_unref(w->cfg);
+			ok = false;
+			break;
+		}
+		ws->n++;
+	}
+	if (!gate_wait_all(ws) || !ok) {
+		for (unsigned i = 0; i < ws->n; i++)
+			atomic_store(&ws->workers[i].stop_requested, true);
+		join_all(ws);
+		return -1;
+	}
+	log_info("%u worker%s started (%s)", n, n == 1 ? "" : "s",
+		 ws->workers[0].cpu >= 0 ? "pinned one per core" : "not pinned");
+	return 0;
+}
+
+void workers_stop(struct worker_set *ws)
+{
+	for (unsigned i = 0; i < ws->n; i++) {
+		atomic_store(&ws->workers[i].stop_requested, true);
+		uint64_t one = 1;
+		ssize_t wr = write(ws->workers[i].wake_fd, &one, sizeof one);
+		(void)wr;
+	}
+	join_all(ws);
+}
