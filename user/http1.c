@@ -667,6 +667,9 @@ int http1_parse_request(const char *buf, size_t len, const struct http_head_limi
 	req->head_len = 0;
 
 	int rc = parse_request_line(&s, lim, req);
+	/* a request line that alone crosses the head limit is a too long target */
+	if (rc == NEED_MORE)
+		return len > lim->max_head_bytes ? -RW_URI_TOO_LONG : 0;
 	if (rc == 0)
 		rc = parse_header_fields(&s, req->headers, &req->nheaders);
 	if (rc == NEED_MORE)

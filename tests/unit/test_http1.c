@@ -660,6 +660,17 @@ Test(limits, uri_limit_complete_or_not)
 	cr_assert_eq(reason_status(RW_HEADERS_TOO_LARGE), 431);
 }
 
+Test(limits, request_line_longer_than_the_head_limit_is_414)
+{
+	/* max_uri_bytes may equal max_head_bytes: a target that fills the head is still a long URI */
+	struct http_head_limits lim = { .max_head_bytes = 32, .max_uri_bytes = 32 };
+	static struct http_request r;
+	static const char line[] = "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	cr_assert_eq(http1_parse_request(line, sizeof line - 1, &lim, &r), -RW_URI_TOO_LONG);
+	static const char heads[] = "GET / HTTP/1.1\r\nHost: h\r\nX-Long: aaaaaaaaaaaaaaaaaaaa";
+	cr_assert_eq(http1_parse_request(heads, sizeof heads - 1, &lim, &r), -RW_HEADERS_TOO_LARGE);
+}
+
 Test(limits, incomplete_valid_prefixes_need_more)
 {
 	static const char *const prefixes[] = {
