@@ -21,13 +21,14 @@
 static void client_process(struct client *c);
 static void client_timer_fired(struct timer *t);
 
-static void client_arm_timer(struct client *c)
+void client_arm_timer(struct client *c)
 {
 	struct worker *w = c->w;
 	const struct rw_limits *lim = &w->cfg->limits;
 	if (c->s.closing)
 		return;
-	if (c->s.out.bytes > 0 || c->state == C_BODY || c->state == C_DONE) {
+	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
+	if (sending || c->state == C_BODY || c->state == C_DONE) {
 		timer_arm(&w->wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
 	} else if (c->state == C_IDLE) {
 		timer_arm(&w->wheel, &c->s.tm, lim->keepalive_timeout_ms, client_timer_fired);
@@ -264,6 +265,28 @@ void client_pump_body(struct client *c)
 	if (c->state != C_BODY || !x || !x->u)
 		return;
 	struct sock *up = &x->u->s;
+	if (x->req_leg.active) {
+		enum splice_status st = splice_step(w, &x->req_leg, &c->s, up, &x->req_remaining,
+						    &x->bytes_in);
+		if (st == SPLICE_RUNNING) {
+			client_arm_timer(c);
+			return;
+		}
+		if (st == SPLICE_FAILED) {
+			if (x->req_leg.failed_out) {
+				proxy_on_upstream_eof(x, x->req_leg.error);
+			} else {
+				log_refusal(c, RW_CLIENT_CLOSED);
+				sock_close(w, &c->s);
+			}
+			return;
+		}
+		x->req_done = true;
+		c->state = C_WAIT;
+		client_arm_timer(c);
+		sock_resume(w, &c->s);
+		return;
+	}
 	while (!x->req_done && c->s.in.bytes && up->out.bytes < SOCK_OUT_HIGH) {
 		uint64_t n;
 		if (x->req_chunked) {
@@ -291,6 +314,11 @@ void client_pump_body(struct client *c)
 	if (x->req_done) {
 		c->state = C_WAIT;
 		client_arm_timer(c);
+		return;
+	}
+	if (!x->req_chunked && x->req_remaining >= SPLICE_MIN_BYTES && c->s.in.bytes == 0 &&
+	    splice_begin(w, &x->req_leg, &c->s)) {
+		client_pump_body(c);
 		return;
 	}
 	if (up->out.bytes >= SOCK_OUT_HIGH)

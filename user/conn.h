@@ -52,6 +52,8 @@ void client_exchange_done(struct client *c);
 void client_pump_body(struct client *c);
 /* "ip" text of the peer into out (INET6_ADDRSTRLEN). */
 void client_peer_ip(const struct client *c, char *out, size_t cap);
+/* Arms the connection's deadline for its state (keep-alive, header, client stall). */
+void client_arm_timer(struct client *c);
 /* Drain on shutdown: close if idle, otherwise close after the current response. */
 void client_drain(struct client *c);
 

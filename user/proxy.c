@@ -69,6 +69,8 @@ static struct exchange *exchange_alloc(struct worker *w)
 	memset(x, 0, sizeof *x);
 	x->req_head_id = UINT32_MAX;
 	x->first_target = -1;
+	splice_leg_init(&x->req_leg);
+	splice_leg_init(&x->resp_leg);
 	return x;
 }
 
@@ -76,6 +78,8 @@ void exchange_free(struct worker *w, struct exchange *x)
 {
 	if (x->req_head_id != UINT32_MAX)
 		buf_unref(&w->bufs, x->req_head_id);
+	splice_abandon(w, &x->req_leg);
+	splice_abandon(w, &x->resp_leg);
 	if (x->cfg)
 		config_unref(x->cfg);
 	x->next_free = w->free_exchanges;
@@ -293,6 +297,8 @@ static void arm_response_timer(struct exchange *x)
 void proxy_on_upstream_connected(struct exchange *x)
 {
 	arm_response_timer(x);
+	if (x->req_leg.active) /* a body waiting in the pipe can go now */
+		client_pump_body(x->c);
 }
 
 /* Drops the upstream leg: the connection is closed (or pooled when reusable). */
@@ -517,6 +523,30 @@ static bool take_response_head(struct exchange *x)
 	}
 }
 
+/* The response body in splice mode. */
+static void pump_response_splice(struct exchange *x)
+{
+	struct client *c = x->c;
+	struct upconn *u = x->u;
+	enum splice_status st = splice_step(c->w, &x->resp_leg, &u->s, &c->s, &x->resp_remaining,
+					    &x->bytes_out_queued);
+	if (st == SPLICE_DONE) {
+		finish_response(x, x->resp_keep_alive && x->req_done);
+	} else if (st == SPLICE_FAILED) {
+		if (!x->resp_leg.failed_out) {
+			if (x->resp_leg.error > 0)
+				log_warn("splice from upstream %s: %s", u->target->text,
+					 strerror(x->resp_leg.error));
+			fail_midstream(x, RW_UPSTREAM_RESET);
+		} else { /* the client stopped reading */
+			x->reason = RW_CLIENT_CLOSED;
+			client_on_send_error(c, x->resp_leg.error);
+		}
+	} else {
+		arm_response_timer(x);
+	}
+}
+
 void proxy_on_upstream_data(struct exchange *x)
 {
 	struct client *c = x->c;
@@ -524,6 +554,10 @@ void proxy_on_upstream_data(struct exchange *x)
 	struct upconn *u = x->u;
 	if (!x->resp_started && !take_response_head(x))
 		return;
+	if (x->resp_leg.active) {
+		pump_response_splice(x);
+		return;
+	}
 	bool done = false, bad = false;
 	while (!done && u->s.in.bytes && c->s.out.bytes < SOCK_OUT_HIGH) {
 		uint64_t n = 0;
@@ -563,6 +597,11 @@ void proxy_on_upstream_data(struct exchange *x)
 		finish_response(x, x->resp_keep_alive && x->req_done);
 		return;
 	}
+	if (x->resp_mode == RESP_LENGTH && x->resp_remaining >= SPLICE_MIN_BYTES &&
+	    u->s.in.bytes == 0 && !u->s.eof && splice_begin(w, &x->resp_leg, &u->s)) {
+		pump_response_splice(x);
+		return;
+	}
 	if (u->s.eof && u->s.in.bytes == 0) {
 		if (x->resp_mode == RESP_UNTIL_CLOSE && x->reason == RW_OK)
 			finish_response(x, false);
@@ -582,7 +621,8 @@ void proxy_on_upstream_drained(struct exchange *x)
 	struct client *c = x->c;
 	arm_response_timer(x);
 	if (c->state == C_BODY && x->u->s.out.bytes < SOCK_OUT_LOW) {
-		sock_resume(c->w, &c->s);
+		if (!x->req_leg.active) /* a splicing client stays paused: the pipe reads for it */
+			sock_resume(c->w, &c->s);
 		client_pump_body(c);
 	}
 }
@@ -591,4 +631,42 @@ void proxy_on_client_drained(struct exchange *x)
 {
 	if (x->u && x->resp_started && x->c->s.out.bytes < SOCK_OUT_LOW)
 		proxy_on_upstream_data(x);
+}
+
+void proxy_on_splice(struct sock *s, bool is_in, int res)
+{
+	struct exchange *x = s->kind == SOCK_CLIENT ? ((struct client *)s)->x
+						     : ((struct upconn *)s)->x;
+	if (!x)
+		return; /* the exchange ended; its pipe was closed */
+	bool request = (s->kind == SOCK_CLIENT) == is_in;
+	struct splice_leg *l = request ? &x->req_leg : &x->resp_leg;
+	if (is_in)
+		splice_in_done(l, res, request ? &x->req_remaining : &x->resp_remaining);
+	else
+		splice_out_done(l, res);
+	if (request) {
+		if (is_in && res > 0)
+			x->bytes_in += (uint64_t)res;
+		client_pump_body(x->c);
+	} else {
+		if (is_in && res > 0)
+			x->bytes_out_queued += (uint64_t)res;
+		if (!is_in)
+			client_arm_timer(x->c);
+		pump_response_splice(x);
+	}
+}
+
+void proxy_on_recv_stopped(struct sock *s)
+{
+	if (s->kind == SOCK_CLIENT) {
+		struct client *c = (struct client *)s;
+		if (c->x && c->x->req_leg.active)
+			client_pump_body(c);
+	} else {
+		struct upconn *u = (struct upconn *)s;
+		if (u->x && u->x->resp_leg.active)
+			pump_response_splice(u->x);
+	}
 }

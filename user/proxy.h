@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http1.h"
 #include "reason.h"
+#include "splice.h"
 
 struct client;
 struct upconn;
@@ -38,6 +39,7 @@ struct exchange {
 	bool req_done;         /* every request byte is queued to the upstream */
 	int64_t req_remaining; /* Content-Length bytes still to forward */
 	struct chunk_scanner req_cs;
+	struct splice_leg req_leg;
 	uint32_t req_head_id;  /* the built upstream head, kept for a retry */
 	uint32_t req_head_len;
 	bool retried;
@@ -50,6 +52,7 @@ struct exchange {
 	uint16_t status;
 	int64_t resp_remaining;
 	struct chunk_scanner resp_cs;
+	struct splice_leg resp_leg;
 	const char *upstream_text; /* the target that answered, for the log */
 	/* accounting */
 	uint64_t t_start_ns, t_upstream_ns, t_upstream_done_ns;
@@ -65,6 +68,10 @@ void proxy_on_upstream_eof(struct exchange *x, int err);
 void proxy_on_upstream_timeout(struct exchange *x);
 void proxy_on_upstream_drained(struct exchange *x);
 void proxy_on_client_drained(struct exchange *x);
+/* A splice on s ended (is_in: source side) with res. */
+void proxy_on_splice(struct sock *s, bool is_in, int res);
+/* s's recv stopped after a pause: a splice waiting for that may start. */
+void proxy_on_recv_stopped(struct sock *s);
 /* The client went away mid-exchange: drop the upstream leg. */
 void proxy_abort(struct exchange *x);
 void exchange_free(struct worker *w, struct exchange *x);

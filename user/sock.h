@@ -44,9 +44,21 @@ struct sock {
 	struct sock *list_next; /* on the worker's starved or closed list */
 };
 
-/* Operation tags in the low bits of user_data (structures are 8-byte aligned). */
-enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_TICK, OP_WAKE };
-#define OP_MASK 7ull
+/* Operation tags in the low bits of user_data: every structure named by an operation is 16-byte
+ * aligned (malloc'd, or declared RING_ALIGNED). */
+enum op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_CONNECT,
+	OP_CANCEL,
+	OP_TICK,
+	OP_WAKE,
+	OP_SPLICE_IN,  /* source socket -> pipe */
+	OP_SPLICE_OUT, /* pipe -> destination socket */
+};
+#define OP_MASK 15ull
+#define RING_ALIGNED __attribute__((aligned(16)))
 #define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(op))
 
 void sock_init(struct sock *s, int fd, enum sock_kind kind);

@@ -199,6 +199,8 @@ static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *
 		return;
 	} else if (res == -ECANCELED) {
 		/* stopped by sock_pause: re-armed below unless still paused */
+		if (!s->closing && !s->recv_armed)
+			proxy_on_recv_stopped(s);
 	} else if (!s->closing && !s->eof) {
 		s->eof = true;
 		int err = res == 0 ? 0 : -res;
@@ -268,6 +270,12 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		break;
 	case OP_CANCEL:
 		s->inflight--;
+		break;
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT:
+		s->inflight--;
+		if (!s->closing)
+			proxy_on_splice(s, (ud & OP_MASK) == OP_SPLICE_IN, cqe->res);
 		break;
 	default:
 		return;
@@ -403,6 +411,7 @@ static void worker_destroy(struct worker *w)
 	free(w->listeners);
 	upstream_pools_destroy(w);
 	free_closed(w);
+	splice_pool_destroy(w);
 	while (w->free_sc) {
 		struct sendctx *sc = w->free_sc;
 		w->free_sc = sc->next_free;

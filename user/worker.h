@@ -27,7 +27,7 @@ struct listener {
 	bool armed;
 	struct worker *w;
 	const struct rw_frontend *fe;
-};
+} RING_ALIGNED;
 
 struct worker {
 	unsigned id;
@@ -60,7 +60,9 @@ struct worker {
 	struct http_response resp;
 	int start_error;             /* set when setup failed */
 	struct start_gate *gate;     /* start-up rendezvous with the main thread */
-};
+	int *free_pipes;             /* pooled pipes for splice: [2 * i] read end, [2 * i + 1] write */
+	uint32_t nfree_pipes;
+} RING_ALIGNED;
 
 struct start_gate {
 	pthread_mutex_t lock;
