@@ -34,12 +34,12 @@ def wait_port(port, proc, timeout=10.0):
 
 
 class Upstream:
-    def __init__(self, name, threads=1):
+    def __init__(self, name, threads=1, extra=()):
         self.port = free_port()
         self.name = name
         self.proc = subprocess.Popen(
-            [UPSTREAM, "--listen", f"127.0.0.1:{self.port}", "--name", name, "--threads", str(threads)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [UPSTREAM, "--listen", f"127.0.0.1:{self.port}", "--name", name, "--threads", str(threads),
+             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wait_port(self.port, self.proc)
 
     @property

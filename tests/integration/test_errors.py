@@ -1,6 +1,7 @@
 """Bad input and failing upstreams: each gets its status, a JSON body with the reason, a log line,
 and the gateway keeps serving."""
 import json
+import os
 import socket
 import time
 
@@ -167,3 +168,25 @@ def test_errors_are_logged_with_reason(gateway):
         time.sleep(0.05)
     assert recs and recs[-1]["status"] == 404 and recs[-1]["reason"] == "no_route"
     assert "404 no_route /nowhere-logged" in gateway.logs()
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_no_connection_left_behind_after_bad_clients(gateway):
+    """Malformed requests, clients vanishing mid-head and mid-body: every socket is closed again."""
+    still_serving(gateway)
+    time.sleep(0.2)
+    baseline = open_fds(gateway.proc.pid)
+    for i in range(100):
+        raw_request(gateway.port, SMUGGLING[i % len(SMUGGLING)][1])
+    for i in range(50):
+        with socket.create_connection(("127.0.0.1", gateway.port)) as s:
+            s.sendall(b"POST /api/users HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc"
+                      if i % 2 else b"GET /api/us")
+    deadline = time.time() + 5
+    while time.time() < deadline and open_fds(gateway.proc.pid) > baseline:
+        time.sleep(0.05)
+    assert open_fds(gateway.proc.pid) <= baseline
+    still_serving(gateway)

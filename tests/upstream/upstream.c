@@ -207,6 +207,7 @@ static char g_name[129] = "upstream";      /* printable ASCII, no '"' or '\\' */
 static size_t g_name_len = 8;
 static unsigned g_idle_ms;
 static _Atomic uint64_t g_accepts, g_requests;
+static int g_close_reused;
 static uint8_t g_tchar[256];
 
 /* ---------------------------------------------------------------- types */
@@ -242,6 +243,7 @@ struct conn {
     uint32_t ib_cap, ib_start, ib_end, scan, line;
     /* current request */
     uint8_t ep, head, close, http10, reset, hash;
+    uint32_t served;                   /* requests answered on this connection */
     unsigned status;
     uint64_t a1, a2;
     uint64_t body_left, body_bytes;
@@ -534,6 +536,7 @@ static struct conn *conn_new(struct worker *w, int fd)
     c->evmask = 0;
     c->st = ST_HEAD;
     c->rd_eof = c->bp = 0;
+    c->served = 0;
     c->timer = T_NONE;
     c->ib_start = c->ib_end = c->scan = c->line = 0;
     c->ob_len = c->ob_off = 0;
@@ -1137,6 +1140,10 @@ static unsigned parse_head(struct conn *c, const char *p, size_t hl)
     if (hosts > 1 || (hosts == 0 && !c->http10))
         return 400;
     c->close = c->http10 ? !ct.keepalive || ct.close : ct.close;
+    /* --close-reused: a kept-alive connection is dropped when its next request arrives, the race a
+     * proxy's keep-alive pool must survive */
+    if (g_close_reused && c->served++ > 0 && c->ep != EP_STATS)
+        c->ep = EP_CLOSE_NORESP;
 
     if (c->ep != EP_STATS)
         atomic_fetch_add_explicit(&g_requests, 1, memory_order_relaxed);
@@ -1754,7 +1761,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: upstream --listen ADDR:PORT [--listen ...] [--threads N] [--name NAME]\n"
-            "                [--idle-timeout MS]\n"
+            "                [--idle-timeout MS] [--close-reused]\n"
             "  ADDR is an IPv4 address or [IPv6]; port 0 picks a free port (printed).\n");
     exit(2);
 }
@@ -1777,6 +1784,10 @@ int main(int argc, char **argv)
         const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "-h") || !strcmp(o, "--help"))
             usage();
+        if (!strcmp(o, "--close-reused")) {
+            g_close_reused = 1;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "upstream: %s needs a value\n", o);
             usage();
