@@ -212,7 +212,8 @@ uint64_t segq_move(struct bufs *b, struct segq *dst, struct segq *src, uint64_t 
 bool segq_coalesce_front(struct bufs *b, struct segq *q)
 {
 	struct seg *first = q->head;
-	if (first->id < b->ring_n || first->off != 0) {
+	/* append in place only into a heap buffer that this segment alone owns, from its start */
+	if (first->id < b->ring_n || first->off != 0 || b->heap_refs[first->id - b->ring_n] > 1) {
 		uint32_t id = buf_heap_get(b);
 		if (id == UINT32_MAX)
 			return false;
