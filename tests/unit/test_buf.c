@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -606,7 +605,6 @@ Test(buf, coalesce_does_not_write_into_a_buffer_shared_with_another_queue)
 	cr_assert(segq_push(&b, &q, 0, 0, sizeof next));
 
 	cr_assert(segq_coalesce_front(&b, &q));
-	fprintf(stderr, "DEBUG q id %u off %u len %u / a id %u off %u len %u\n", q.head->id, q.head->off, q.head->len, a.head->id, a.head->off, a.head->len);
 	unsigned char want_q[300];
 	memcpy(want_q, S, 200);
 	memcpy(want_q + 200, next, 100);
@@ -622,7 +620,6 @@ Test(buf, coalesce_does_not_write_into_a_buffer_shared_with_another_queue)
 		}
 	segq_clear(&b, &q);
 	segq_clear(&b, &a);
-	fprintf(stderr, "DEBUG q_right %d a_right %d bad %ld\n", q_right, a_right, bad);
 	cr_expect(q_right, "the coalesced queue does not hold its 200 + 100 bytes");
 	cr_expect(a_right, "the other queue's segment changed shape");
 	cr_expect_eq(bad, -1,
