@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,7 +83,17 @@ void access_log_flush(struct access_log *al)
 {
 	size_t off = 0;
 	while (off < al->len) {
-		ssize_t w = write(al->fd, al->buf + off, al->len - off);
+		/* whole lines of at most PIPE_BUF bytes: writes to a pipe that big are atomic, so the
+		 * lines of different workers never interleave */
+		size_t n = al->len - off;
+		if (n > PIPE_BUF) {
+			n = PIPE_BUF;
+			while (n > 1 && al->buf[off + n - 1] != '\n')
+				n--;
+			if (n == 1)
+				n = PIPE_BUF; /* a single line longer than PIPE_BUF */
+		}
+		ssize_t w = write(al->fd, al->buf + off, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
