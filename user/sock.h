@@ -1,6 +1,9 @@
 /* sock.h — a socket driven by its worker's ring: multishot recv into the buffer ring, one send in
  * flight draining an out queue (short sends handled), pause/resume for backpressure, and a close
- * that waits until no operation on the socket is still in flight before the memory is reused. */
+ * that waits until no operation on the socket is still in flight before the memory is reused.
+ * This is the plain transport: the HTTP layer only sees the bytes of `in` and fills `out`. A TLS
+ * transport decrypts between a recv completion and `in`, encrypts between `out` and the send, and
+ * never splices. */
 #ifndef RINGWAY_SOCK_H
 #define RINGWAY_SOCK_H
 

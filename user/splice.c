@@ -51,7 +51,7 @@ void splice_pool_destroy(struct worker *w)
 
 bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src)
 {
-	if (!pipe_get(w, &l->rd, &l->wr))
+	if (!w->can_splice || !pipe_get(w, &l->rd, &l->wr))
 		return false;
 	l->active = true;
 	l->in_pipe = 0;

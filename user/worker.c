@@ -104,14 +104,46 @@ static void arm_wake(struct worker *w)
 	io_uring_sqe_set_data64(sqe, UD(w, OP_WAKE));
 }
 
+/* The operations the data plane needs, and splice, which it can do without. */
+static int probe_ops(struct worker *w)
+{
+	static const struct {
+		int op;
+		const char *name;
+	} needed[] = {
+		{ IORING_OP_ACCEPT, "accept" }, { IORING_OP_RECV, "recv" },
+		{ IORING_OP_SEND, "send" },     { IORING_OP_SENDMSG, "sendmsg" },
+		{ IORING_OP_CONNECT, "connect" }, { IORING_OP_ASYNC_CANCEL, "cancel" },
+		{ IORING_OP_TIMEOUT, "timeout" }, { IORING_OP_READ, "read" },
+	};
+	struct io_uring_probe *p = io_uring_get_probe_ring(&w->ring);
+	if (!p) {
+		log_error("io_uring: this kernel cannot list its operations (Linux 5.19 or later needed)");
+		return -1;
+	}
+	int ret = 0;
+	for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+		if (!io_uring_opcode_supported(p, needed[i].op)) {
+			log_error("io_uring: this kernel lacks the %s operation (Linux 5.19 or later needed)",
+				  needed[i].name);
+			ret = -1;
+		}
+	w->can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
+	if (!w->can_splice && w->id == 0)
+		log_warn("io_uring: no splice operation: large bodies go through the buffer ring");
+	io_uring_free_probe(p);
+	return ret;
+}
+
 static int worker_setup(struct worker *w)
 {
-	if (ring_setup(w))
+	if (ring_setup(w) || probe_ops(w))
 		return -1;
 	uint32_t heap = w->cfg->limits.max_header_bytes + RING_BUF_SIZE + 4096;
 	int ret = bufs_init(&w->bufs, &w->ring, RING_BUFS, RING_BUF_SIZE, heap);
 	if (ret) {
-		log_error("buffer ring registration failed: %s", strerror(-ret));
+		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
+			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
 		return -1;
 	}
 	timer_wheel_init(&w->wheel, monotonic_ms());

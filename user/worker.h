@@ -35,6 +35,7 @@ struct worker {
 	pthread_t thread;
 	struct io_uring ring;
 	unsigned ring_flags; /* setup flags that the kernel accepted */
+	bool can_splice;     /* the kernel has IORING_OP_SPLICE */
 	struct bufs bufs;
 	struct timer_wheel wheel;
 	struct rw_config *cfg;
