@@ -6,40 +6,52 @@
 #include <string.h>
 #include <sys/mman.h>
 
-int bufs_init(struct bufs *b, struct io_uring *ring, uint32_t n, uint32_t size, uint32_t heap_size)
+static int ring_register(struct bufs *b, unsigned group, uint32_t first, uint32_t n)
+{
+	size_t bytes = (size_t)n * sizeof(struct io_uring_buf);
+	void *br = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (br == MAP_FAILED)
+		return -errno;
+	b->br[group] = br;
+	struct io_uring_buf_reg reg = { .ring_addr = (unsigned long)br, .ring_entries = n,
+					.bgid = (uint16_t)group };
+	int ret = io_uring_register_buf_ring(b->ring, &reg, 0);
+	if (ret)
+		return ret;
+	io_uring_buf_ring_init(b->br[group]);
+	for (uint32_t i = 0; i < n; i++)
+		io_uring_buf_ring_add(b->br[group], buf_ptr(b, first + i), b->ring_size,
+				      (unsigned short)(first + i), io_uring_buf_ring_mask(n), (int)i);
+	io_uring_buf_ring_advance(b->br[group], (int)n);
+	b->ring_n_group[group] = n;
+	b->ring_free[group] = n;
+	return 0;
+}
+
+int bufs_init(struct bufs *b, struct io_uring *ring, uint32_t n_client, uint32_t n_upstream,
+	      uint32_t size, uint32_t heap_size)
 {
 	memset(b, 0, sizeof *b);
 	b->ring = ring;
-	b->ring_n = n;
+	b->ring_n = n_client + n_upstream;
+	b->group_split = n_client;
 	b->ring_size = size;
 	b->heap_size = heap_size;
-	size_t br_bytes = (size_t)n * sizeof(struct io_uring_buf);
-	void *br = mmap(NULL, br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (br == MAP_FAILED)
-		return -errno;
-	b->br = br;
-	b->ring_mem = malloc((size_t)n * size);
-	b->ring_refs = calloc(n, sizeof *b->ring_refs);
+	b->ring_mem = malloc((size_t)b->ring_n * size);
+	b->ring_refs = calloc(b->ring_n, sizeof *b->ring_refs);
 	if (!b->ring_mem || !b->ring_refs)
 		return -ENOMEM;
-	struct io_uring_buf_reg reg = { .ring_addr = (unsigned long)br, .ring_entries = n,
-					.bgid = BUF_GROUP };
-	int ret = io_uring_register_buf_ring(ring, &reg, 0);
-	if (ret)
-		return ret;
-	io_uring_buf_ring_init(b->br);
-	for (uint32_t i = 0; i < n; i++)
-		io_uring_buf_ring_add(b->br, b->ring_mem + (size_t)i * size, size, (unsigned short)i,
-				      io_uring_buf_ring_mask(n), (int)i);
-	io_uring_buf_ring_advance(b->br, (int)n);
-	b->ring_free = n;
-	return 0;
+	int ret = ring_register(b, BUF_GROUP_CLIENT, 0, n_client);
+	if (!ret)
+		ret = ring_register(b, BUF_GROUP_UPSTREAM, n_client, n_upstream);
+	return ret;
 }
 
 void bufs_destroy(struct bufs *b)
 {
-	if (b->br)
-		munmap(b->br, (size_t)b->ring_n * sizeof(struct io_uring_buf));
+	for (int g = 0; g < 2; g++)
+		if (b->br[g])
+			munmap(b->br[g], (size_t)b->ring_n_group[g] * sizeof(struct io_uring_buf));
 	free(b->ring_mem);
 	free(b->ring_refs);
 	for (uint32_t i = 0; i < b->heap_n; i++)
@@ -55,10 +67,15 @@ void bufs_destroy(struct bufs *b)
 	memset(b, 0, sizeof *b);
 }
 
+static inline unsigned ring_group(const struct bufs *b, uint32_t id)
+{
+	return id < b->group_split ? BUF_GROUP_CLIENT : BUF_GROUP_UPSTREAM;
+}
+
 void buf_took_from_ring(struct bufs *b, uint32_t id)
 {
 	b->ring_refs[id] = 1;
-	b->ring_free--;
+	b->ring_free[ring_group(b, id)]--;
 }
 
 void buf_ref(struct bufs *b, uint32_t id)
@@ -73,10 +90,11 @@ void buf_unref(struct bufs *b, uint32_t id)
 {
 	if (id < b->ring_n) {
 		if (--b->ring_refs[id] == 0) {
-			io_uring_buf_ring_add(b->br, buf_ptr(b, id), b->ring_size, (unsigned short)id,
-					      io_uring_buf_ring_mask(b->ring_n), 0);
-			io_uring_buf_ring_advance(b->br, 1);
-			b->ring_free++;
+			unsigned g = ring_group(b, id);
+			io_uring_buf_ring_add(b->br[g], buf_ptr(b, id), b->ring_size, (unsigned short)id,
+					      io_uring_buf_ring_mask(b->ring_n_group[g]), 0);
+			io_uring_buf_ring_advance(b->br[g], 1);
+			b->ring_free[g]++;
 		}
 		return;
 	}
@@ -207,6 +225,40 @@ uint64_t segq_move(struct bufs *b, struct segq *dst, struct segq *src, uint64_t 
 		moved += take;
 	}
 	return moved;
+}
+
+bool segq_unring(struct bufs *b, struct segq *q)
+{
+	struct seg *last_heap = NULL; /* a heap segment of ours with room after it */
+	for (struct seg **pp = &q->head; *pp;) {
+		struct seg *g = *pp;
+		if (g->id >= b->ring_n) {
+			last_heap = b->heap_refs[g->id - b->ring_n] == 1 ? g : NULL;
+			pp = &g->next;
+			continue;
+		}
+		if (last_heap && last_heap->off + last_heap->len + g->len <= b->heap_size) {
+			memcpy(buf_ptr(b, last_heap->id) + last_heap->off + last_heap->len, seg_ptr(b, g),
+			       g->len);
+			last_heap->len += g->len;
+			*pp = g->next;
+			if (q->tail == g)
+				q->tail = last_heap;
+			buf_unref(b, g->id);
+			seg_free(b, g);
+			continue;
+		}
+		uint32_t id = buf_heap_get(b);
+		if (id == UINT32_MAX)
+			return false;
+		memcpy(buf_ptr(b, id), seg_ptr(b, g), g->len);
+		buf_unref(b, g->id);
+		g->id = id;
+		g->off = 0;
+		last_heap = g;
+		pp = &g->next;
+	}
+	return true;
 }
 
 bool segq_coalesce_front(struct bufs *b, struct segq *q)

@@ -1,6 +1,7 @@
 /* buf.h — a worker's byte buffers and the queues that reference them.
- * Ids [0, ring_n) are buffers of the provided-buffer ring that the kernel fills on recv; ids from
- * ring_n on are heap buffers (built heads, coalesced partial heads). Every buffer is refcounted by
+ * Ids [0, ring_n) are buffers of the provided-buffer rings that the kernel fills on recv (group 0
+ * for client sockets: ids below group_split; group 1 for upstream sockets); ids from ring_n on are
+ * heap buffers (built heads, coalesced partial heads). Every buffer is refcounted by
  * the segments that point into it: a ring buffer goes back to the kernel when its last segment is
  * consumed or sent, so an idle connection holds no buffer. */
 #ifndef RINGWAY_BUF_H
@@ -10,7 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BUF_GROUP 0
+#define BUF_GROUP_CLIENT 0
+#define BUF_GROUP_UPSTREAM 1
 
 struct seg {
 	struct seg *next;
@@ -27,9 +29,10 @@ struct segq {
 
 struct bufs {
 	struct io_uring *ring;
-	struct io_uring_buf_ring *br;
+	struct io_uring_buf_ring *br[2];
 	char *ring_mem;
-	uint32_t ring_n, ring_size, ring_free;
+	uint32_t ring_n, ring_size, group_split;
+	uint32_t ring_n_group[2], ring_free[2];
 	uint16_t *ring_refs;
 	/* heap buffers */
 	uint32_t heap_size;
@@ -42,9 +45,11 @@ struct bufs {
 	struct seg *free_segs;
 };
 
-/* Registers a buffer ring of n buffers of size bytes each (n a power of two). heap_size is the size
- * of heap buffers (at least the largest head plus one ring buffer). Returns 0 or -errno. */
-int bufs_init(struct bufs *b, struct io_uring *ring, uint32_t n, uint32_t size, uint32_t heap_size);
+/* Registers two buffer rings (n_client and n_upstream buffers, powers of two) of size bytes each.
+ * heap_size is the size of heap buffers (at least the largest head plus one ring buffer). Returns 0
+ * or -errno. */
+int bufs_init(struct bufs *b, struct io_uring *ring, uint32_t n_client, uint32_t n_upstream,
+	      uint32_t size, uint32_t heap_size);
 void bufs_destroy(struct bufs *b);
 
 static inline char *buf_ptr(const struct bufs *b, uint32_t id)
@@ -69,6 +74,10 @@ void segq_consume(struct bufs *b, struct segq *q, uint64_t n);
 /* Moves up to n bytes from the front of src to the back of dst, sharing buffers. Returns bytes. */
 uint64_t segq_move(struct bufs *b, struct segq *dst, struct segq *src, uint64_t n);
 void segq_clear(struct bufs *b, struct segq *q);
+/* Copies the bytes of every ring-buffer segment of q into heap buffers and gives the ring buffers
+ * back: for bytes that must wait (pipelined requests) without holding the ring. False when out of
+ * memory (q is then unchanged from the first segment it could not copy on). */
+bool segq_unring(struct bufs *b, struct segq *q);
 /* Makes the front segment a heap buffer holding its bytes and as many of the next segment's as fit,
  * so that a message head split across recvs can be parsed in one piece (and no ring buffer is
  * held while a head is incomplete). Returns false when out of memory. */

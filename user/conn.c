@@ -1,22 +1,21 @@
 /* conn.c — a client connection's life: accept, request heads parsed in place (coalesced into a
  * heap buffer only while incomplete, so a slow client never pins a ring buffer), refusals with the
- * reason's JSON answer, keep-alive and pipelining, the timeouts, and draining on shutdown. */
+ * reason's JSON answer, keep-alive and pipelining (requests that wait are copied out of the ring and
+ * the connection stops reading), half-close, the timeouts, and draining on shutdown. */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy.h"
 #include "upstream.h"
 #include "worker.h"
-
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 static void client_process(struct client *c);
 static void client_timer_fired(struct timer *t);
@@ -28,7 +27,9 @@ void client_arm_timer(struct client *c)
 	if (c->s.closing)
 		return;
 	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
-	if (sending || c->state == C_BODY || c->state == C_DONE) {
+	/* a client paused because the upstream reads slowly is not the one stalling */
+	bool held_back = c->state == C_BODY && c->s.paused && c->x && !splice_active(&c->x->req_leg);
+	if (sending || c->state == C_DONE || (c->state == C_BODY && !held_back)) {
 		timer_arm(&w->wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
 	} else if (c->state == C_IDLE) {
 		timer_arm(&w->wheel, &c->s.tm, lim->keepalive_timeout_ms, client_timer_fired);
@@ -36,7 +37,7 @@ void client_arm_timer(struct client *c)
 		if (!timer_armed(&c->s.tm))
 			timer_arm(&w->wheel, &c->s.tm, lim->header_timeout_ms, client_timer_fired);
 	} else {
-		timer_cancel(&w->wheel, &c->s.tm); /* C_WAIT: the upstream's timer governs */
+		timer_cancel(&w->wheel, &c->s.tm); /* the upstream's timer governs */
 	}
 }
 
@@ -84,7 +85,7 @@ void client_accepted(struct worker *w, const struct listener *l, int fd)
 void client_free(struct client *c)
 {
 	struct worker *w = c->w;
-	if (c->x)
+	if (c->x) /* closed by the worker at shutdown */
 		proxy_abort(c->x);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -103,14 +104,19 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 		snprintf(out, cap, "unknown");
 }
 
-static void log_refusal(struct client *c, enum rw_reason r)
+/* The access-log record of the current exchange (or of a request refused before it had one), and for
+ * a refusal also a log line. */
+static void log_exchange(struct client *c, int status, enum rw_reason r)
 {
 	struct exchange *x = c->x;
 	char peer[INET6_ADDRSTRLEN + 8], ip[INET6_ADDRSTRLEN];
 	client_peer_ip(c, ip, sizeof ip);
 	snprintf(peer, sizeof peer, "%s:%u", ip, c->peer_port);
-	log_info("%s: %d %s%s%.*s", peer, reason_status(r), reason_name(r), x ? " " : "",
-		 x ? (int)x->path_len : 0, x ? x->path : "");
+	if (r != RW_OK)
+		log_info("%s: %d %s%s%.*s", peer, status, reason_name(r), x ? " " : "",
+			 x ? (int)x->path_len : 0, x ? x->path : "");
+	uint64_t now = now_ns();
+	uint64_t up_end = x && x->t_upstream_done_ns ? x->t_upstream_done_ns : now;
 	struct access_record rec = {
 		.client = peer,
 		.method = x ? x->method : "-",
@@ -119,25 +125,52 @@ static void log_refusal(struct client *c, enum rw_reason r)
 		.path_len = x ? x->path_len : 1,
 		.route = x && x->route ? x->route->name : NULL,
 		.upstream = x ? (x->u ? x->u->target->text : x->upstream_text) : NULL,
-		.status = reason_status(r),
+		.status = status,
 		.reason = reason_name(r),
 		.bytes_in = x ? x->bytes_in : 0,
-		.bytes_out = 0,
-		.duration_ms = x ? (double)(now_ns() - x->t_start_ns) / 1e6 : 0,
-		.upstream_ms = -1,
+		.bytes_out = x ? x->bytes_out_queued : 0,
+		.duration_ms = x ? (double)(now - x->t_start_ns) / 1e6 : 0,
+		.upstream_ms = x && x->t_upstream_ns ? (double)(up_end - x->t_upstream_ns) / 1e6 : -1,
 		.worker = c->w->id,
 	};
 	access_log_write(&c->w->alog, &rec);
+}
+
+void client_close(struct client *c)
+{
+	if (c->x) /* the upstream leg goes at once, so nothing of this exchange runs on */
+		proxy_abort(c->x);
+	sock_close(c->w, &c->s);
+}
+
+/* No more requests on this connection: close once what is queued has been sent. */
+static void client_finish(struct client *c)
+{
+	c->close_after = true;
+	c->state = C_DONE;
+	segq_clear(&c->w->bufs, &c->s.in);
+	if (c->s.out.bytes == 0)
+		client_close(c);
+	else
+		client_arm_timer(c);
+}
+
+/* Carries on with requests already buffered, unless we are inside client_process already. */
+static void client_continue(struct client *c)
+{
+	if (c->in_process || c->s.closing)
+		return;
+	sock_resume(c->w, &c->s);
+	client_process(c);
 }
 
 void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close)
 {
 	struct worker *w = c->w;
 	struct exchange *x = c->x;
-	log_refusal(c, r);
+	log_exchange(c, reason_status(r), r);
 	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
-		proxy_abort(x);
-		sock_close(w, &c->s);
+		client_close(c);
 		return;
 	}
 	if (x) {
@@ -150,66 +183,38 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 		close = true;
 	uint32_t id = buf_heap_get(&w->bufs);
 	if (id == UINT32_MAX) {
-		sock_close(w, &c->s);
+		client_close(c);
 		return;
 	}
 	size_t n = reason_write_response(r, allow, close, buf_ptr(&w->bufs, id), buf_cap(&w->bufs, id));
 	segq_push(&w->bufs, &c->s.out, id, 0, (uint32_t)n);
 	sock_flush(w, &c->s);
 	if (close) {
-		c->state = C_DONE;
-		c->close_after = true;
-		segq_clear(&w->bufs, &c->s.in);
 		sock_pause(w, &c->s);
-	} else {
-		c->state = C_IDLE;
+		client_finish(c);
+		return;
 	}
+	c->state = C_IDLE;
 	client_arm_timer(c);
+	client_continue(c);
 }
 
 void client_exchange_done(struct client *c)
 {
 	struct worker *w = c->w;
 	struct exchange *x = c->x;
-	char peer[INET6_ADDRSTRLEN + 8], ip[INET6_ADDRSTRLEN];
-	client_peer_ip(c, ip, sizeof ip);
-	snprintf(peer, sizeof peer, "%s:%u", ip, c->peer_port);
-	uint64_t end = now_ns();
-	struct access_record rec = {
-		.client = peer,
-		.method = x->method,
-		.method_len = x->method_len,
-		.path = x->path,
-		.path_len = x->path_len,
-		.route = x->route ? x->route->name : NULL,
-		.upstream = x->u ? x->u->target->text : x->upstream_text,
-		.status = x->status,
-		.reason = reason_name(x->reason),
-		.bytes_in = x->bytes_in,
-		.bytes_out = x->bytes_out_queued,
-		.duration_ms = (double)(end - x->t_start_ns) / 1e6,
-		.upstream_ms = x->t_upstream_ns ? (double)(x->t_upstream_done_ns - x->t_upstream_ns) / 1e6 : -1,
-		.worker = w->id,
-	};
-	access_log_write(&w->alog, &rec);
-	if (!x->client_keep_alive)
+	log_exchange(c, x->status, x->reason);
+	if (!x->client_keep_alive || w->stopping)
 		c->close_after = true;
 	exchange_free(w, x);
 	c->x = NULL;
-	if (c->close_after || w->stopping) {
-		c->close_after = true;
-		c->state = C_DONE;
-		segq_clear(&w->bufs, &c->s.in);
-		if (c->s.out.bytes == 0)
-			sock_close(w, &c->s);
-		else
-			client_arm_timer(c);
+	if (c->close_after) {
+		client_finish(c);
 		return;
 	}
 	c->state = C_IDLE;
 	client_arm_timer(c);
-	sock_resume(w, &c->s);
-	client_process(c);
+	client_continue(c);
 }
 
 static void client_process(struct client *c)
@@ -217,45 +222,49 @@ static void client_process(struct client *c)
 	struct worker *w = c->w;
 	const struct rw_limits *lim = &w->cfg->limits;
 	const struct http_head_limits hl = { lim->max_header_bytes, lim->max_uri_bytes };
+	c->in_process = true;
 	while (!c->s.closing) {
-		switch (c->state) {
-		case C_IDLE:
-		case C_HEAD: {
-			if (c->s.in.bytes == 0)
-				return;
-			if (c->state == C_IDLE) {
-				c->state = C_HEAD;
-				timer_cancel(&w->wheel, &c->s.tm);
-				client_arm_timer(c);
-			}
-			struct seg *g = c->s.in.head;
-			int r = http1_parse_request(seg_ptr(&w->bufs, g), g->len, &hl, &w->req);
-			if (r < 0) {
-				client_refuse(c, (enum rw_reason)-r, NULL, true);
-				return;
-			}
-			if (r == 0) {
-				bool more = g->next != NULL;
-				if (!segq_coalesce_front(&w->bufs, &c->s.in)) {
-					client_refuse(c, RW_INTERNAL, NULL, true);
-					return;
-				}
-				if (!more)
-					return; /* wait for the rest of the head */
-				continue;
-			}
-			proxy_start(c, (uint32_t)r);
-			break;
-		}
-		case C_BODY:
+		if (c->state == C_BODY) {
 			client_pump_body(c);
 			if (c->state == C_BODY)
-				return;
-			break;
-		default:
-			return;
+				break;
+			continue;
 		}
+		if (c->state != C_IDLE && c->state != C_HEAD)
+			break;
+		if (c->s.in.bytes == 0) {
+			if (c->s.eof) /* half closed, every buffered request answered */
+				client_finish(c);
+			break;
+		}
+		if (c->state == C_IDLE) {
+			c->state = C_HEAD;
+			timer_cancel(&w->wheel, &c->s.tm);
+			client_arm_timer(c);
+		}
+		struct seg *g = c->s.in.head;
+		int r = http1_parse_request(seg_ptr(&w->bufs, g), g->len, &hl, &w->req);
+		if (r < 0) {
+			client_refuse(c, (enum rw_reason)-r, NULL, true);
+			break;
+		}
+		if (r == 0) {
+			bool more = g->next != NULL;
+			if (!segq_coalesce_front(&w->bufs, &c->s.in)) {
+				client_refuse(c, RW_INTERNAL, NULL, true);
+				break;
+			}
+			if (more)
+				continue;
+			if (c->s.eof) { /* the rest of this head will never come */
+				log_debug("client closed with an incomplete request head");
+				client_finish(c);
+			}
+			break;
+		}
+		proxy_start(c, (uint32_t)r);
 	}
+	c->in_process = false;
 }
 
 void client_pump_body(struct client *c)
@@ -265,7 +274,7 @@ void client_pump_body(struct client *c)
 	if (c->state != C_BODY || !x || !x->u)
 		return;
 	struct sock *up = &x->u->s;
-	if (x->req_leg.active) {
+	if (splice_active(&x->req_leg)) {
 		enum splice_status st = splice_step(w, &x->req_leg, &c->s, up, &x->req_remaining,
 						    &x->bytes_in);
 		if (st == SPLICE_RUNNING) {
@@ -276,8 +285,9 @@ void client_pump_body(struct client *c)
 			if (x->req_leg.failed_out) {
 				proxy_on_upstream_eof(x, x->req_leg.error);
 			} else {
-				log_refusal(c, RW_CLIENT_CLOSED);
-				sock_close(w, &c->s);
+				x->reason = RW_CLIENT_CLOSED;
+				log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
+				client_close(c);
 			}
 			return;
 		}
@@ -330,65 +340,54 @@ void client_pump_body(struct client *c)
 
 void client_on_data(struct client *c)
 {
+	struct worker *w = c->w;
 	if (c->state == C_DONE) {
-		segq_clear(&c->w->bufs, &c->s.in);
+		segq_clear(&w->bufs, &c->s.in);
 		return;
 	}
 	if (c->state == C_BODY)
 		client_arm_timer(c);
 	client_process(c);
-	/* pipelined requests wait in the queue; stop reading if a client piles them up */
-	if (c->state == C_WAIT && c->s.in.bytes > SOCK_OUT_HIGH)
-		sock_pause(c->w, &c->s);
+	/* a pipelined request waits for the one in flight: out of the ring, and stop reading */
+	if (c->state == C_WAIT && c->s.in.bytes && !c->s.closing) {
+		segq_unring(&w->bufs, &c->s.in);
+		sock_pause(w, &c->s);
+	}
 }
 
 void client_on_eof(struct client *c, int err)
 {
-	struct worker *w = c->w;
-	switch (c->state) {
-	case C_WAIT:
-		if (!err) { /* half close: answer, then close */
-			c->close_after = true;
-			return;
-		}
-		/* fall through */
-	case C_BODY:
+	if (err || c->state == C_BODY) { /* reset, or the body will never be complete */
 		if (c->x) {
 			c->x->reason = RW_CLIENT_CLOSED;
-			log_refusal(c, RW_CLIENT_CLOSED);
+			log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
 		}
-		sock_close(w, &c->s);
-		return;
-	case C_DONE:
-		if (!err && c->s.out.bytes)
-			return; /* the answer still goes out */
-		sock_close(w, &c->s);
-		return;
-	default: /* idle, or a head that will never be complete */
-		if (c->state == C_HEAD && c->s.in.bytes)
-			log_debug("client closed with an incomplete request head");
-		sock_close(w, &c->s);
+		client_close(c);
 		return;
 	}
+	/* half close: what was asked is still answered, then the connection closes */
+	if (c->state == C_IDLE || c->state == C_HEAD)
+		client_process(c);
 }
 
 void client_on_send_error(struct client *c, int err)
 {
-	if (c->x)
-		log_refusal(c, RW_CLIENT_CLOSED);
-	sock_close(c->w, &c->s);
+	if (c->x) {
+		c->x->reason = RW_CLIENT_CLOSED;
+		log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
+	}
+	client_close(c);
 }
 
 void client_on_sent(struct client *c)
 {
-	struct worker *w = c->w;
 	if (c->x) {
 		proxy_on_client_drained(c->x);
 		if (c->s.closing)
 			return;
 	}
-	if (c->s.out.bytes == 0 && c->state == C_DONE && c->close_after) {
-		sock_close(w, &c->s);
+	if (c->s.out.bytes == 0 && c->state == C_DONE) {
+		client_close(c);
 		return;
 	}
 	client_arm_timer(c);
@@ -396,8 +395,9 @@ void client_on_sent(struct client *c)
 
 void client_drain(struct client *c)
 {
-	if (c->state == C_IDLE && c->s.out.bytes == 0 && c->s.in.bytes == 0)
-		sock_close(c->w, &c->s);
+	bool between_requests = c->state == C_IDLE || (c->state == C_HEAD && c->s.in.bytes == 0);
+	if (between_requests && !c->x && c->s.out.bytes == 0)
+		client_close(c);
 	else
 		c->close_after = true;
 }
@@ -405,17 +405,19 @@ void client_drain(struct client *c)
 static void client_timer_fired(struct timer *t)
 {
 	struct client *c = container_of(t, struct client, s.tm);
-	struct worker *w = c->w;
-	if (c->s.out.bytes > 0 || c->state == C_DONE) {
+	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
+	if (sending || c->state == C_DONE) {
 		log_info("client stalled reading the response: closing");
-		if (c->x)
-			log_refusal(c, RW_CLIENT_TIMEOUT);
-		sock_close(w, &c->s);
+		if (c->x) {
+			c->x->reason = RW_CLIENT_TIMEOUT;
+			log_exchange(c, reason_status(RW_CLIENT_TIMEOUT), RW_CLIENT_TIMEOUT);
+		}
+		client_close(c);
 		return;
 	}
 	switch (c->state) {
 	case C_IDLE:
-		sock_close(w, &c->s);
+		client_close(c);
 		return;
 	case C_HEAD:
 		client_refuse(c, RW_HEADER_TIMEOUT, NULL, true);

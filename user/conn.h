@@ -30,7 +30,7 @@ struct client {
 	struct client *prev, *next; /* the worker's list */
 	uint8_t state;
 	bool close_after;     /* close once the current response is sent */
-	bool sent_continue;   /* answered Expect: 100-continue */
+	bool in_process;      /* client_process is on the stack */
 	uint16_t peer_port;
 	uint8_t peer_family;
 	uint8_t peer_addr[16];
@@ -42,6 +42,8 @@ void client_on_eof(struct client *c, int err);
 void client_on_sent(struct client *c);
 void client_on_send_error(struct client *c, int err);
 void client_free(struct client *c);
+/* Closes the connection now, dropping the exchange in progress. */
+void client_close(struct client *c);
 
 /* Answers the current request with the reason's error response and ends the exchange. close:
  * close the connection after it (always for malformed requests). */

@@ -31,7 +31,8 @@ static const uint8_t field_char[256] = {
 	['\t'] = 1, [' ' ... '~'] = 1, [0x80 ... 0xff] = 1,
 };
 
-/* request-target bytes: visible ASCII and obs-text except '#' (a fragment is never sent) */
+/* request-target bytes: visible ASCII and obs-text except '#' (a fragment is never sent); raw
+ * UTF-8 is passed through byte for byte, which no upstream can read as anything else */
 static const uint8_t target_char[256] = {
 	['!' ... '"'] = 1, ['$' ... '~'] = 1, [0x80 ... 0xff] = 1,
 };
@@ -439,6 +440,35 @@ static void split_path_query(const char *p, size_t len, struct http_request *req
 	}
 }
 
+/* A segment "." or "..", literally or percent-encoded ("%2e", "%2E."): routes match on the path as
+ * sent, so a path that an upstream would resolve elsewhere ("/public/../admin") is refused. */
+static bool is_dot_segment(const char *p, size_t len)
+{
+	size_t dots = 0;
+	for (size_t i = 0; i < len; dots++) {
+		if (p[i] == '.')
+			i++;
+		else if (i + 2 < len && p[i] == '%' && p[i + 1] == '2' && (p[i + 2] | 0x20) == 'e')
+			i += 3;
+		else
+			return false;
+	}
+	return dots == 1 || dots == 2;
+}
+
+static bool path_has_dot_segment(struct slice path)
+{
+	size_t start = 0;
+	for (size_t i = 0; i <= path.len; i++) {
+		if (i == path.len || path.p[i] == '/') {
+			if (i > start && is_dot_segment(path.p + start, i - start))
+				return true;
+			start = i + 1;
+		}
+	}
+	return false;
+}
+
 static size_t absolute_form_scheme_len(struct slice t)
 {
 	if (t.len >= 7 && strncasecmp(t.p, "http://", 7) == 0)
@@ -483,18 +513,22 @@ static int classify_target(struct http_request *req)
 {
 	struct slice t = req->target;
 
+	int rc;
 	if (t.p[0] == '/') {
 		split_path_query(t.p, t.len, req);
-		return 0;
-	}
-	if (t.len == 1 && t.p[0] == '*') {
+		rc = 0;
+	} else if (t.len == 1 && t.p[0] == '*') {
 		if (req->method_id != HTTP_M_OPTIONS)
 			return -RW_BAD_URI;
 		req->path = t;
 		req->query = slice_make(t.p + 1, 0);
 		return 0;
+	} else {
+		rc = parse_absolute_form(req);
 	}
-	return parse_absolute_form(req);
+	if (rc == 0 && path_has_dot_segment(req->path))
+		return -RW_BAD_URI;
+	return rc;
 }
 
 static int parse_target(struct scan *s, uint32_t max_uri, struct http_request *req)

@@ -16,7 +16,7 @@
 #include "upstream.h"
 #include "worker.h"
 
-enum resp_mode { RESP_HEAD = 0, RESP_NONE, RESP_LENGTH, RESP_CHUNKED, RESP_UNTIL_CLOSE };
+enum resp_mode { RESP_NONE = 0, RESP_LENGTH, RESP_CHUNKED, RESP_UNTIL_CLOSE };
 
 uint64_t now_ns(void)
 {
@@ -266,10 +266,10 @@ void proxy_start(struct client *c, uint32_t head_len)
 	size_t n = id == UINT32_MAX ? 0 : build_request_head(x, req, buf_ptr(&w->bufs, id),
 							    buf_cap(&w->bufs, id));
 	segq_consume(&w->bufs, &c->s.in, head_len);
-	if (n == 0) {
+	if (n == 0) { /* out of memory, or our additions pushed the head past the buffer */
 		if (id != UINT32_MAX)
 			buf_unref(&w->bufs, id);
-		client_refuse(c, RW_HEADERS_TOO_LARGE, NULL, true);
+		client_refuse(c, id == UINT32_MAX ? RW_INTERNAL : RW_HEADERS_TOO_LARGE, NULL, true);
 		return;
 	}
 	x->req_head_id = id; /* our reference: kept for a retry */
@@ -297,7 +297,7 @@ static void arm_response_timer(struct exchange *x)
 void proxy_on_upstream_connected(struct exchange *x)
 {
 	arm_response_timer(x);
-	if (x->req_leg.active) /* a body waiting in the pipe can go now */
+	if (splice_active(&x->req_leg)) /* a body waiting in the pipe can go now */
 		client_pump_body(x->c);
 }
 
@@ -323,7 +323,6 @@ void proxy_abort(struct exchange *x)
 static void finish_response(struct exchange *x, bool reusable)
 {
 	struct client *c = x->c;
-	x->resp_done = true;
 	x->t_upstream_done_ns = now_ns();
 	if (!x->req_done) { /* answered before the whole body was read: the stream can't go on */
 		reusable = false;
@@ -353,8 +352,8 @@ static bool can_retry(const struct exchange *x, bool nothing_sent)
 {
 	if (x->retried || x->resp_started || x->c->w->stopping)
 		return false;
-	if (nothing_sent) /* connect failed: the whole request is still queued */
-		return true;
+	if (nothing_sent) /* connect failed: the whole request is still queued, for another target */
+		return x->ups->ntargets > 1;
 	return x->u->reused && !x->req_has_body && method_is_idempotent(x->method_id) && x->u->s.in.bytes == 0;
 }
 
@@ -554,7 +553,7 @@ void proxy_on_upstream_data(struct exchange *x)
 	struct upconn *u = x->u;
 	if (!x->resp_started && !take_response_head(x))
 		return;
-	if (x->resp_leg.active) {
+	if (splice_active(&x->resp_leg)) {
 		pump_response_splice(x);
 		return;
 	}
@@ -621,7 +620,7 @@ void proxy_on_upstream_drained(struct exchange *x)
 	struct client *c = x->c;
 	arm_response_timer(x);
 	if (c->state == C_BODY && x->u->s.out.bytes < SOCK_OUT_LOW) {
-		if (!x->req_leg.active) /* a splicing client stays paused: the pipe reads for it */
+		if (!splice_active(&x->req_leg)) /* a splicing client stays paused: the pipe reads for it */
 			sock_resume(c->w, &c->s);
 		client_pump_body(c);
 	}
@@ -648,6 +647,8 @@ void proxy_on_splice(struct sock *s, bool is_in, int res)
 	if (request) {
 		if (is_in && res > 0)
 			x->bytes_in += (uint64_t)res;
+		if (x->u) /* the upload progresses: the upstream is not late yet */
+			arm_response_timer(x);
 		client_pump_body(x->c);
 	} else {
 		if (is_in && res > 0)
@@ -662,11 +663,11 @@ void proxy_on_recv_stopped(struct sock *s)
 {
 	if (s->kind == SOCK_CLIENT) {
 		struct client *c = (struct client *)s;
-		if (c->x && c->x->req_leg.active)
+		if (c->x && splice_active(&c->x->req_leg))
 			client_pump_body(c);
 	} else {
 		struct upconn *u = (struct upconn *)s;
-		if (u->x && u->x->resp_leg.active)
+		if (u->x && splice_active(&u->x->resp_leg))
 			pump_response_splice(u->x);
 	}
 }

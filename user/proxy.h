@@ -48,7 +48,6 @@ struct exchange {
 	uint8_t resp_mode;     /* enum resp_mode */
 	bool resp_keep_alive;  /* the upstream connection may be reused after this response */
 	bool resp_started;     /* a response head was queued to the client */
-	bool resp_done;
 	uint16_t status;
 	int64_t resp_remaining;
 	struct chunk_scanner resp_cs;

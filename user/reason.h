@@ -37,7 +37,6 @@
 	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \
 	X(UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "upstream sent an invalid response") \
 	X(UPSTREAM_UNAVAILABLE, 503, "upstream_unavailable", "no upstream connection available")   \
-	X(SHUTTING_DOWN, 503, "shutting_down", "gateway is shutting down")                         \
 	X(UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_connect_timeout", "upstream connect timed out") \
 	X(UPSTREAM_TIMEOUT, 504, "upstream_timeout", "upstream response timed out")                \
 	X(INTERNAL, 500, "internal_error", "internal gateway error")

@@ -18,15 +18,15 @@ void sock_init(struct sock *s, int fd, enum sock_kind kind)
 
 void sock_arm_recv(struct worker *w, struct sock *s)
 {
-	if (s->recv_armed || s->closing || s->eof || s->paused)
+	/* a starved socket is re-armed by the worker once buffers are back */
+	if (s->recv_armed || s->closing || s->eof || s->paused || s->starved)
 		return;
 	struct io_uring_sqe *sqe = worker_sqe(w);
 	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = BUF_GROUP;
+	sqe->buf_group = (uint16_t)sock_buf_group(s);
 	io_uring_sqe_set_data64(sqe, UD(s, OP_RECV));
 	s->recv_armed = true;
-	s->starved = false;
 	s->inflight++;
 }
 
@@ -101,6 +101,7 @@ void sock_close(struct worker *w, struct sock *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	w->nclosing++;
 	timer_cancel(&w->wheel, &s->tm);
 	if (s->starved) { /* leave the starved list: list_next is about to mean the closed list */
 		struct sock **pp = &w->starved;

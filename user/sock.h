@@ -8,6 +8,7 @@
 #define RINGWAY_SOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -16,6 +17,7 @@
 #include "timer.h"
 
 struct worker;
+struct spipe;
 
 enum sock_kind { SOCK_CLIENT = 1, SOCK_UPSTREAM };
 
@@ -43,6 +45,8 @@ struct sock {
 	struct segq out;      /* bytes to send */
 	uint32_t sending;     /* bytes of out handed to the in-flight send */
 	struct sendctx *sc;
+	struct spipe *spl_in;  /* the pipe of the splice in flight from this socket */
+	struct spipe *spl_out; /* the pipe of the splice in flight to this socket */
 	struct timer tm;
 	struct sock *list_next; /* on the worker's starved or closed list */
 };
@@ -57,14 +61,21 @@ enum op {
 	OP_CANCEL,
 	OP_TICK,
 	OP_WAKE,
-	OP_SPLICE_IN,  /* source socket -> pipe */
-	OP_SPLICE_OUT, /* pipe -> destination socket */
+	OP_SPLICE_POLL, /* the poll a splice is linked behind */
+	OP_SPLICE_IN,   /* source socket -> pipe */
+	OP_SPLICE_OUT,  /* pipe -> destination socket */
 };
 #define OP_MASK 15ull
 #define RING_ALIGNED __attribute__((aligned(16)))
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 #define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(op))
 
 void sock_init(struct sock *s, int fd, enum sock_kind kind);
+static inline unsigned sock_buf_group(const struct sock *s)
+{
+	return s->kind == SOCK_CLIENT ? BUF_GROUP_CLIENT : BUF_GROUP_UPSTREAM;
+}
 void sock_arm_recv(struct worker *w, struct sock *s);
 /* Starts a send of what is queued in s->out if none is in flight. */
 void sock_flush(struct worker *w, struct sock *s);

@@ -1,10 +1,13 @@
 /* splice.h — large Content-Length bodies moved in the kernel: source socket -> pooled pipe ->
  * destination socket through IORING_OP_SPLICE, instead of through the buffer ring and user space.
+ * Each splice is linked behind a poll of its socket and runs non-blocking, so a slow peer never
+ * holds a kernel worker thread. A pipe is reused or closed only once no splice names it any more.
  * Plain transport only (a TLS transport must see the bytes). */
 #ifndef RINGWAY_SPLICE_H
 #define RINGWAY_SPLICE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct worker;
@@ -15,26 +18,37 @@ struct sock;
 #define SPLICE_MIN_BYTES (256u * 1024)
 #endif
 #define SPLICE_PIPE_BYTES (256u * 1024)
+#define SPLICE_MAX_PER_WORKER 64 /* more concurrent large bodies use the buffer ring */
+
+struct spipe {
+	struct spipe *next_free;
+	int rd, wr;
+	uint8_t ops; /* splices in flight that name this pipe */
+	bool owned;  /* a leg's pipe; when abandoned, closed by its last completion */
+} __attribute__((aligned(16)));
 
 struct splice_leg {
-	int rd, wr;        /* the pipe; -1 while none is held */
+	struct spipe *p;   /* NULL while inactive */
 	uint32_t in_pipe;  /* bytes read into the pipe, not yet written out */
-	bool active;
 	bool in_busy;      /* a splice from the source is in flight */
 	bool out_busy;     /* a splice to the destination is in flight */
 	bool failed_out;   /* the failure was on the destination side */
-	int error;         /* errno of a failed splice (source side: -1 for end of stream) */
+	int error;         /* errno of a failed splice (-1: the source ended early) */
 };
 
 enum splice_status { SPLICE_RUNNING = 0, SPLICE_DONE, SPLICE_FAILED };
 
 static inline void splice_leg_init(struct splice_leg *l)
 {
-	*l = (struct splice_leg){ .rd = -1, .wr = -1 };
+	*l = (struct splice_leg){ 0 };
+}
+static inline bool splice_active(const struct splice_leg *l)
+{
+	return l->p != NULL;
 }
 
-/* Starts splicing: takes a pipe and stops the source's recv. False if no pipe could be had (the
- * body then keeps flowing through the buffer ring). */
+/* Starts splicing: takes a pipe and stops the source's recv. False when splicing is not possible
+ * now (no kernel support, no pipe, too many at once): the body keeps flowing through the ring. */
 bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src);
 
 /* Advances the transfer: forwards bytes that arrived before the recv stopped, then keeps one splice
@@ -43,12 +57,16 @@ bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src);
 enum splice_status splice_step(struct worker *w, struct splice_leg *l, struct sock *src,
 			       struct sock *dst, int64_t *remaining, uint64_t *moved);
 
-/* Completions with the operation's result. A failure is kept in l->error (-1: the source ended
- * early) and l->failed_out tells which side failed. */
+/* A splice on s finished: forgets the pipe it named. Returns true if that pipe still belongs to a
+ * leg (the result is then the leg's to take), false if it was abandoned (nothing more to do). */
+bool splice_op_finished(struct worker *w, struct sock *s, bool is_in);
+
+/* Results for the leg, as the operation reported them. */
 void splice_in_done(struct splice_leg *l, int res, int64_t *remaining);
 void splice_out_done(struct splice_leg *l, int res);
 
-/* Gives the pipe up when the exchange ends early; a pipe that may hold bytes is closed, not pooled. */
+/* Gives the pipe up when the exchange ends early: pooled when idle, else closed by the last
+ * completion that names it. */
 void splice_abandon(struct worker *w, struct splice_leg *l);
 
 void splice_pool_destroy(struct worker *w);

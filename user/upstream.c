@@ -14,8 +14,6 @@
 #include "proxy.h"
 #include "worker.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
 int upstream_pools_init(struct worker *w)
 {
 	const struct rw_config *cfg = w->cfg;
@@ -107,7 +105,7 @@ static struct upconn *connect_new(struct worker *w, const struct rw_upstream *up
 				  struct target_pool *pool, const struct rw_sockaddr *target,
 				  enum rw_reason *why)
 {
-	int fd = socket(target->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(target->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		log_error("upstream %s: socket: %s", target->text, strerror(errno));
 		*why = RW_UPSTREAM_UNAVAILABLE;

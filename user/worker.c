@@ -21,7 +21,10 @@
 
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
-#define RING_BUFS 1024
+/* Two buffer groups, so that clients holding buffers can never stop upstream responses (which
+ * free them) from being read. */
+#define RING_BUFS_CLIENT 512
+#define RING_BUFS_UPSTREAM 512
 #define RING_BUF_SIZE 16384
 
 struct io_uring_sqe *worker_sqe(struct worker *w)
@@ -83,7 +86,7 @@ static int listen_socket(const struct rw_sockaddr *a)
 static void arm_accept(struct worker *w, struct listener *l)
 {
 	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	io_uring_sqe_set_data64(sqe, UD(l, OP_ACCEPT));
 	l->armed = true;
 }
@@ -140,7 +143,7 @@ static int worker_setup(struct worker *w)
 	if (ring_setup(w) || probe_ops(w))
 		return -1;
 	uint32_t heap = w->cfg->limits.max_header_bytes + RING_BUF_SIZE + 4096;
-	int ret = bufs_init(&w->bufs, &w->ring, RING_BUFS, RING_BUF_SIZE, heap);
+	int ret = bufs_init(&w->bufs, &w->ring, RING_BUFS_CLIENT, RING_BUFS_UPSTREAM, RING_BUF_SIZE, heap);
 	if (ret) {
 		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
 			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
@@ -183,10 +186,32 @@ static int worker_setup(struct worker *w)
 	return 0;
 }
 
+/* Out of descriptors or memory: stop accepting until the next tick (the connection stays in the
+ * backlog, so accepting again at once would fail again at once), and say so once a second. */
+static void accept_backoff(struct worker *w, struct listener *l, struct io_uring_cqe *cqe)
+{
+	uint64_t now = monotonic_ms();
+	if (now - w->accept_warned_ms >= 1000) {
+		log_warn("accept: %s: pausing accepts", strerror(-cqe->res));
+		w->accept_warned_ms = now;
+	}
+	l->backoff = true;
+	if (cqe->flags & IORING_CQE_F_MORE) {
+		struct io_uring_sqe *sqe = worker_sqe(w);
+		io_uring_prep_cancel64(sqe, UD(l, OP_ACCEPT), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+}
+
 static void on_accept(struct worker *w, struct listener *l, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		l->armed = false;
+	if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+	    cqe->res == -ENOMEM) {
+		accept_backoff(w, l, cqe);
+		return;
+	}
 	if (cqe->res >= 0) {
 		if (w->stopping || w->nclients >= w->cfg->limits.max_connections) {
 			if (!w->stopping)
@@ -199,13 +224,23 @@ static void on_accept(struct worker *w, struct listener *l, struct io_uring_cqe 
 	} else if (cqe->res != -ECANCELED) {
 		log_warn("accept: %s", strerror(-cqe->res));
 	}
-	if (!l->armed && !w->stopping && l->fd >= 0)
+	if (!l->armed && !w->stopping && l->fd >= 0 && !l->backoff)
 		arm_accept(w, l);
+}
+
+static void starve(struct worker *w, struct sock *s)
+{
+	if (s->starved)
+		return;
+	s->starved = true;
+	s->list_next = w->starved;
+	w->starved = s;
 }
 
 static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *cqe)
 {
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+	bool ended = !(cqe->flags & IORING_CQE_F_MORE);
+	if (ended) {
 		s->recv_armed = false;
 		s->inflight--;
 	}
@@ -222,19 +257,8 @@ static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *
 			client_on_data((struct client *)s);
 		else
 			upconn_on_data((struct upconn *)s);
-	} else if (res == -ENOBUFS) {
-		if (!s->closing && !s->starved) {
-			s->starved = true;
-			s->list_next = w->starved;
-			w->starved = s;
-		}
-		return;
-	} else if (res == -ECANCELED) {
-		/* stopped by sock_pause: re-armed below unless still paused */
-		if (!s->closing && !s->recv_armed)
-			proxy_on_recv_stopped(s);
-	} else if (!s->closing && !s->eof) {
-		s->eof = true;
+	} else if (res != -ENOBUFS && res != -ECANCELED && !s->closing && !s->eof) {
+		s->eof = true; /* end of stream, or an error that ends it */
 		int err = res == 0 ? 0 : -res;
 		if (s->kind == SOCK_CLIENT)
 			client_on_eof((struct client *)s, err);
@@ -242,7 +266,13 @@ static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *
 			upconn_on_eof((struct upconn *)s, err);
 		return;
 	}
-	if (!s->recv_armed && !s->starved)
+	if (!ended || s->recv_armed || s->closing || s->eof)
+		return;
+	if (s->paused)
+		proxy_on_recv_stopped(s); /* a splice may be waiting for the recv to stop */
+	else if (res == -ENOBUFS)
+		starve(w, s); /* re-armed when buffers come back */
+	else
 		sock_arm_recv(w, s);
 }
 
@@ -284,7 +314,14 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		return;
 	case OP_TICK:
 		timer_wheel_advance(&w->wheel, monotonic_ms());
-		if (!w->stopping || w->nclients)
+		for (uint32_t i = 0; i < w->nlisteners; i++) {
+			struct listener *l = &w->listeners[i];
+			if (l->backoff && !l->armed && !w->stopping && l->fd >= 0) {
+				l->backoff = false;
+				arm_accept(w, l);
+			}
+		}
+		if (!w->stopping || w->nclients || w->nclosing)
 			arm_tick(w);
 		return;
 	case OP_WAKE:
@@ -303,12 +340,17 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_CANCEL:
 		s->inflight--;
 		break;
-	case OP_SPLICE_IN:
-	case OP_SPLICE_OUT:
+	case OP_SPLICE_POLL:
 		s->inflight--;
-		if (!s->closing)
-			proxy_on_splice(s, (ud & OP_MASK) == OP_SPLICE_IN, cqe->res);
 		break;
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT: {
+		bool is_in = (ud & OP_MASK) == OP_SPLICE_IN;
+		s->inflight--;
+		if (splice_op_finished(w, s, is_in) && !s->closing)
+			proxy_on_splice(s, is_in, cqe->res);
+		break;
+	}
 	default:
 		return;
 	}
@@ -320,6 +362,7 @@ static void free_closed(struct worker *w)
 	while (w->closed) {
 		struct sock *s = w->closed;
 		w->closed = s->list_next;
+		w->nclosing--;
 		if (s->fd >= 0)
 			close(s->fd);
 		s->fd = -1;
@@ -337,17 +380,19 @@ static void free_closed(struct worker *w)
 	}
 }
 
+/* Sockets whose recv ended for want of buffers are re-armed once their group has some again. */
 static void rearm_starved(struct worker *w)
 {
-	if (!w->starved || w->bufs.ring_free < 8)
-		return;
-	struct sock *s = w->starved;
-	w->starved = NULL;
-	while (s) {
-		struct sock *next = s->list_next;
+	struct sock **pp = &w->starved;
+	while (*pp) {
+		struct sock *s = *pp;
+		if (w->bufs.ring_free[sock_buf_group(s)] < 8) {
+			pp = &s->list_next;
+			continue;
+		}
+		*pp = s->list_next;
 		s->starved = false;
 		sock_arm_recv(w, s);
-		s = next;
 	}
 }
 
@@ -370,7 +415,7 @@ static void begin_drain(struct worker *w)
 static void force_close_all(struct worker *w)
 {
 	for (struct client *c = w->clients; c; c = c->next)
-		sock_close(w, &c->s);
+		client_close(c);
 }
 
 static void *worker_main(void *arg)
@@ -405,12 +450,19 @@ static void *worker_main(void *arg)
 		if (!w->stopping && atomic_load(&w->stop_requested))
 			begin_drain(w);
 		if (w->stopping) {
-			if (w->nclients == 0)
+			/* done when no client is left and every closed socket's operations have ended */
+			if (w->nclients == 0 && w->nclosing == 0)
 				break;
-			if (!forced && monotonic_ms() >= w->drain_deadline_ms) {
+			uint64_t now = monotonic_ms();
+			if (!forced && now >= w->drain_deadline_ms) {
 				log_warn("drain timeout: closing %u connections", w->nclients);
 				force_close_all(w);
 				forced = true;
+			}
+			if (forced && now >= w->drain_deadline_ms + 2000) {
+				log_error("%u sockets still have operations in flight: stopping anyway",
+					  w->nclosing);
+				break;
 			}
 		}
 		int ret = io_uring_submit_and_wait(&w->ring, 1);

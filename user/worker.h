@@ -25,6 +25,7 @@ struct target_pool;
 struct listener {
 	int fd;
 	bool armed;
+	bool backoff; /* accepting paused until the next tick */
 	struct worker *w;
 	const struct rw_frontend *fe;
 } RING_ALIGNED;
@@ -51,6 +52,8 @@ struct worker {
 	bool stopping;
 	uint64_t drain_deadline_ms;
 	uint32_t nclients;
+	uint32_t nclosing;           /* sockets closed, waiting for their operations to end */
+	uint64_t accept_warned_ms;
 	struct client *clients;      /* every open client connection */
 	struct sock *starved;        /* sockets waiting for ring buffers */
 	struct sock *closed;         /* sockets to free at the end of this loop turn */
@@ -61,8 +64,9 @@ struct worker {
 	struct http_response resp;
 	int start_error;             /* set when setup failed */
 	struct start_gate *gate;     /* start-up rendezvous with the main thread */
-	int *free_pipes;             /* pooled pipes for splice: [2 * i] read end, [2 * i + 1] write */
+	struct spipe *free_pipes;    /* pooled pipes for splice */
 	uint32_t nfree_pipes;
+	uint32_t nsplices;           /* pipes in use (owned by a leg or waiting for completions) */
 } RING_ALIGNED;
 
 struct start_gate {

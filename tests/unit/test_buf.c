@@ -30,9 +30,9 @@ static void setup(void)
 {
 	int ret = io_uring_queue_init(8, &ring, 0);
 	cr_assert_eq(ret, 0, "io_uring_queue_init: %s", strerror(-ret));
-	ret = bufs_init(&b, &ring, NBUF, BSIZE, HSIZE);
+	ret = bufs_init(&b, &ring, NBUF, NBUF, BSIZE, HSIZE);
 	cr_assert_eq(ret, 0, "bufs_init: %s", strerror(-ret));
-	tail0 = b.br->tail;
+	tail0 = b.br[BUF_GROUP_CLIENT]->tail;
 	for (size_t i = 0; i < sizeof S; i++)
 		S[i] = (unsigned char)(i * 131 + (i >> 8) * 7 + 1);
 	spos = 0;
@@ -105,14 +105,14 @@ static void assert_q(const struct segq *q, const unsigned char *want, uint64_t l
 
 static uint16_t returned(void)
 {
-	return (uint16_t)(b.br->tail - tail0);
+	return (uint16_t)(b.br[BUF_GROUP_CLIENT]->tail - tail0);
 }
 
 /* The k-th buffer handed back to the kernel since init is ring buffer id, whole. */
 static void assert_returned(uint16_t k, uint32_t id)
 {
 	cr_assert_gt(returned(), k, "ring buffer %u not handed back", id);
-	const struct io_uring_buf *e = &b.br->bufs[(uint16_t)(tail0 + k) & (NBUF - 1)];
+	const struct io_uring_buf *e = &b.br[BUF_GROUP_CLIENT]->bufs[(uint16_t)(tail0 + k) & (NBUF - 1)];
 	cr_assert_eq(e->bid, id, "hand-back #%u is buffer %u, expected %u", k, e->bid, id);
 	cr_assert_eq(e->addr, (uint64_t)(uintptr_t)buf_ptr(&b, id));
 	cr_assert_eq(e->len, BSIZE);
@@ -127,11 +127,11 @@ static uint32_t heap_in_use(void)
 
 Test(buf, init_puts_every_ring_buffer_in_the_ring)
 {
-	cr_assert_eq(b.ring_n, NBUF);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_n_group[BUF_GROUP_CLIENT], NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	cr_assert_eq((uint16_t)(tail0), NBUF);
 	for (uint32_t i = 0; i < NBUF; i++) {
-		const struct io_uring_buf *e = &b.br->bufs[i];
+		const struct io_uring_buf *e = &b.br[BUF_GROUP_CLIENT]->bufs[i];
 		cr_assert_eq(e->bid, i);
 		cr_assert_eq(e->len, BSIZE);
 		cr_assert_eq(e->addr, (uint64_t)(uintptr_t)buf_ptr(&b, i));
@@ -157,19 +157,19 @@ Test(buf, consume_in_pieces_hands_back_each_buffer_at_its_last_byte)
 	recv_into(&q, 3, 0, 100);
 	recv_into(&q, 5, 0, BSIZE);
 	recv_into(&q, 1, 0, 50);
-	cr_assert_eq(b.ring_free, NBUF - 3);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 3);
 	assert_q(&q, S, 4246, "after pushes");
 
 	segq_consume(&b, &q, 40);
 	assert_q(&q, S + 40, 4206, "consumed 40");
 	cr_assert_eq(q.head->id, 3);
 	cr_assert_eq(q.head->off, 40);
-	cr_assert_eq(b.ring_free, NBUF - 3);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 3);
 	cr_assert_eq(returned(), 0);
 
 	segq_consume(&b, &q, 60); /* exactly to the end of buffer 3 */
 	assert_q(&q, S + 100, 4146, "consumed 100");
-	cr_assert_eq(b.ring_free, NBUF - 2);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 2);
 	cr_assert_eq(returned(), 1);
 	assert_returned(0, 3);
 	cr_assert_eq(b.ring_refs[3], 0);
@@ -177,19 +177,19 @@ Test(buf, consume_in_pieces_hands_back_each_buffer_at_its_last_byte)
 
 	segq_consume(&b, &q, BSIZE - 1);
 	assert_q(&q, S + 100 + BSIZE - 1, 51, "all but one byte of buffer 5");
-	cr_assert_eq(b.ring_free, NBUF - 2);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 2);
 	cr_assert_eq(returned(), 1);
 
 	segq_consume(&b, &q, 1);
 	assert_q(&q, S + 100 + BSIZE, 50, "buffer 5 consumed");
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	assert_returned(1, 5);
 
 	segq_consume(&b, &q, 50);
 	assert_q(&q, S, 0, "empty");
 	cr_assert_null(q.head);
 	cr_assert_null(q.tail);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	cr_assert_eq(returned(), 3);
 	assert_returned(2, 1);
 }
@@ -207,12 +207,12 @@ Test(buf, consume_across_segments_in_one_call)
 	cr_assert_eq(nsegs(&q), 2);
 	cr_assert_eq(q.head->id, 2);
 	cr_assert_eq(q.head->off, 1234);
-	cr_assert_eq(b.ring_free, NBUF - 2);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 2);
 	assert_returned(0, 0);
 	assert_returned(1, 1);
 	cr_assert_eq(returned(), 2);
 	segq_consume(&b, &q, q.bytes);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	assert_q(&q, S, 0, "all consumed");
 }
 
@@ -225,13 +225,13 @@ Test(buf, push_at_an_offset_and_after_the_queue_emptied)
 	cr_assert_eq(q.head->off, 300);
 	segq_consume(&b, &q, 200);
 	cr_assert_null(q.head);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	assert_returned(0, 6);
 	recv_into(&q, 6, 0, 10);
 	recv_into(&q, 2, 0, 20);
 	assert_q(&q, S + 200, 30, "pushed after emptying");
 	segq_consume(&b, &q, 30);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 }
 
 /* Segment nodes are recycled: steady recv/consume does not allocate a node per recv. */
@@ -261,10 +261,10 @@ Test(buf, move_of_whole_segments_hands_them_over)
 	cr_assert_eq(nsegs(&dst), 2);
 	for (uint32_t i = 0; i < 3; i++)
 		cr_assert_eq(b.ring_refs[i], 1, "buffer %u has %u references", i, b.ring_refs[i]);
-	cr_assert_eq(b.ring_free, NBUF - 3);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 3);
 
 	segq_consume(&b, &dst, 300);
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	assert_returned(0, 0);
 	assert_returned(1, 1);
 	cr_assert_eq(b.ring_refs[2], 1);
@@ -278,7 +278,7 @@ Test(buf, move_of_whole_segments_hands_them_over)
 	cr_assert_eq(src.head, src.tail);
 	segq_clear(&b, &dst);
 	segq_clear(&b, &src);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 }
 
 /* Moving part of a segment: both halves point into the same buffer, which has two references and
@@ -297,18 +297,18 @@ Test(buf, move_of_part_of_a_segment_shares_the_buffer)
 		cr_assert_eq(src.head->id, 7);
 		cr_assert_eq(src.head->off, 30);
 		cr_assert_eq(b.ring_refs[7], 2);
-		cr_assert_eq(b.ring_free, NBUF - 1);
+		cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 		uint16_t r0 = returned();
 
 		struct segq *one = order ? &dst : &src, *two = order ? &src : &dst;
 		segq_consume(&b, one, one->bytes);
 		cr_assert_eq(b.ring_refs[7], 1);
-		cr_assert_eq(b.ring_free, NBUF - 1, "buffer returned while still referenced");
+		cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1, "buffer returned while still referenced");
 		cr_assert_eq(returned(), r0);
 		assert_q(two, S + base + (order ? 30 : 0), order ? 70 : 30, "the other half");
 		segq_consume(&b, two, two->bytes);
 		cr_assert_eq(b.ring_refs[7], 0);
-		cr_assert_eq(b.ring_free, NBUF);
+		cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 		assert_returned(r0, 7);
 	}
 }
@@ -337,7 +337,7 @@ Test(buf, move_spanning_segments_splits_only_the_last)
 	assert_q(&dst, S, 360, "dst with everything");
 	cr_assert_eq(b.ring_refs[1], 2);
 	segq_clear(&b, &dst);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	for (uint32_t i = 0; i < NBUF; i++)
 		cr_assert_eq(b.ring_refs[i], 0);
 	cr_assert_eq(returned(), 4);
@@ -367,11 +367,11 @@ Test(buf, many_partial_moves_of_one_buffer)
 	assert_q(&dst, S, BSIZE - 16, "dst");
 	assert_q(&src, S + BSIZE - 16, 16, "src");
 	segq_consume(&b, &dst, dst.bytes);
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	cr_assert_eq(segq_move(&b, &dst, &src, 16), 16); /* the last piece moves whole */
 	cr_assert_eq(b.ring_refs[4], 1);
 	segq_consume(&b, &dst, 16);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	cr_assert_eq(returned(), 1);
 	assert_returned(0, 4);
 }
@@ -437,7 +437,7 @@ Test(buf, many_heap_buffers)
 		buf_unref(&b, ids[i]);
 	cr_assert_eq(heap_in_use(), 0);
 	for (int i = 0; i < M; i++)
-		cr_assert_lt(buf_heap_get(&b), NBUF + M);
+		cr_assert_lt(buf_heap_get(&b), b.ring_n + M);
 	cr_assert_eq(b.heap_n, M);
 }
 
@@ -476,7 +476,7 @@ Test(buf, coalesce_joins_a_head_split_across_two_ring_buffers)
 	cr_assert_geq(q.head->id, NBUF, "the front segment is not a heap buffer");
 	cr_assert_eq(q.head->off, 0);
 	cr_assert_eq(q.head, q.tail);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	cr_assert_eq(b.ring_refs[2], 0);
 	cr_assert_eq(b.ring_refs[6], 0);
 	cr_assert_eq(returned(), 2);
@@ -498,7 +498,7 @@ Test(buf, coalesce_when_the_next_segment_is_larger_than_the_room_left)
 	assert_q(&q, S, 7000, "first coalesce");
 	uint32_t h = q.head->id;
 	cr_assert_geq(h, NBUF);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 
 	recv_into(&q, 2, 0, BSIZE);
 	cr_assert(segq_coalesce_front(&b, &q));
@@ -512,19 +512,19 @@ Test(buf, coalesce_when_the_next_segment_is_larger_than_the_room_left)
 	cr_assert_eq(rest->len, BSIZE - (HSIZE - 7000));
 	cr_assert_eq(q.tail, rest);
 	cr_assert_eq(b.ring_refs[2], 1);
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	cr_assert_eq(heap_in_use(), 1);
 
 	/* full: another coalesce moves nothing */
 	cr_assert(segq_coalesce_front(&b, &q));
 	assert_q(&q, S, 7000 + BSIZE, "coalesce of a full front");
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 
 	segq_consume(&b, &q, HSIZE);
 	cr_assert_eq(heap_in_use(), 0);
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	segq_consume(&b, &q, q.bytes);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	assert_q(&q, S, 0, "empty");
 }
 
@@ -541,17 +541,17 @@ Test(buf, coalesce_joins_one_segment_at_a_time_and_keeps_the_tail)
 	cr_assert_eq(nsegs(&q), 2);
 	cr_assert_eq(q.head->len, 30);
 	cr_assert_eq(q.tail->id, 2);
-	cr_assert_eq(b.ring_free, NBUF - 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 	cr_assert(segq_coalesce_front(&b, &q));
 	assert_q(&q, S, 60, "second coalesce");
 	cr_assert_eq(nsegs(&q), 1);
 	cr_assert_eq(q.tail, q.head);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	recv_into(&q, 3, 0, 40);
 	assert_q(&q, S, 100, "a recv after coalescing");
 	cr_assert_eq(nsegs(&q), 2);
 	segq_clear(&b, &q);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	cr_assert_eq(heap_in_use(), 0);
 }
 
@@ -566,7 +566,7 @@ Test(buf, coalesce_of_a_lone_partly_consumed_ring_segment)
 	assert_q(&q, S + 100, 500, "coalesced");
 	cr_assert_geq(q.head->id, NBUF);
 	cr_assert_eq(q.head->off, 0);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	assert_returned(0, 4);
 	segq_clear(&b, &q);
 	cr_assert_eq(heap_in_use(), 0);
@@ -585,7 +585,7 @@ Test(buf, coalesce_of_a_heap_front_at_an_offset)
 	cr_assert_neq(q.head->id, h);
 	cr_assert_eq(q.head->off, 0);
 	cr_assert_eq(heap_in_use(), 1, "the old heap buffer was not released");
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	segq_clear(&b, &q);
 	cr_assert_eq(heap_in_use(), 0);
 }
@@ -626,7 +626,7 @@ Test(buf, coalesce_does_not_write_into_a_buffer_shared_with_another_queue)
 		     "coalescing q overwrote the other queue's bytes from its byte %ld on (its buffer "
 		     "is shared and was extended in place)", bad);
 	cr_expect_eq(heap_in_use(), 0);
-	cr_expect_eq(b.ring_free, NBUF);
+	cr_expect_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 }
 
 /* ---- clear ------------------------------------------------------------------------------- */
@@ -644,7 +644,7 @@ Test(buf, clear_releases_everything)
 	recv_into(&q, 3, 0, 400);
 	segq_move(&b, &other, &q, 150); /* other shares buffer 1 with q */
 	cr_assert_eq(b.ring_refs[1], 2);
-	cr_assert_eq(b.ring_free, NBUF - 4);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 4);
 
 	segq_clear(&b, &q);
 	cr_assert_eq(q.bytes, 0);
@@ -653,18 +653,18 @@ Test(buf, clear_releases_everything)
 	cr_assert_eq(heap_in_use(), 0);
 	cr_assert_eq(b.ring_refs[1], 1);
 	cr_assert_eq(b.ring_refs[2], 0, "the empty segment's buffer was not released");
-	cr_assert_eq(b.ring_free, NBUF - 2); /* 0 and 1 are still held by other */
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 2); /* 0 and 1 are still held by other */
 	assert_q(&other, S, 150, "the other queue");
 
 	segq_clear(&b, &other);
 	assert_q(&other, S, 0, "other cleared");
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	for (uint32_t i = 0; i < NBUF; i++)
 		cr_assert_eq(b.ring_refs[i], 0);
 	cr_assert_eq(returned(), 4);
 
 	segq_clear(&b, &q); /* clearing an empty queue is harmless */
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 }
 
 /* ---- with the kernel --------------------------------------------------------------------- */
@@ -676,7 +676,7 @@ static int kernel_recv(int fd, uint32_t *bid)
 	cr_assert_not_null(sqe);
 	io_uring_prep_recv(sqe, fd, NULL, BSIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = BUF_GROUP;
+	sqe->buf_group = BUF_GROUP_CLIENT;
 	cr_assert_eq(io_uring_submit(&ring), 1);
 	struct io_uring_cqe *cqe;
 	int ret = io_uring_wait_cqe(&ring, &cqe);
@@ -710,9 +710,9 @@ Test(buf, kernel_reuses_buffers_handed_back)
 		/* forward part, consume the rest, like a proxy would */
 		segq_move(&b, &out, &q, len / 2);
 		segq_consume(&b, &q, q.bytes);
-		cr_assert_eq(b.ring_free, NBUF - 1);
+		cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF - 1);
 		segq_consume(&b, &out, out.bytes);
-		cr_assert_eq(b.ring_free, NBUF);
+		cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 		spos += len;
 	}
 	close(sv[0]);
@@ -735,13 +735,13 @@ Test(buf, kernel_gets_the_buffer_back_when_its_segment_is_consumed)
 		cr_assert(segq_push(&b, &q, ids[i], 0, 64));
 		spos += 64;
 	}
-	cr_assert_eq(b.ring_free, 0);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], 0);
 	assert_q(&q, S, 64 * NBUF, "all buffers held");
 	cr_assert_eq(write(sv[1], S + spos, 64), 64);
 	uint32_t bid = UINT32_MAX;
 	cr_assert_eq(kernel_recv(sv[0], &bid), -ENOBUFS);
 	segq_consume(&b, &q, 64);
-	cr_assert_eq(b.ring_free, 1);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], 1);
 	cr_assert_eq(kernel_recv(sv[0], &bid), 64);
 	cr_assert_eq(bid, ids[0], "the kernel used buffer %u, not the one handed back (%u)", bid, ids[0]);
 	buf_took_from_ring(&b, bid);
@@ -749,7 +749,43 @@ Test(buf, kernel_gets_the_buffer_back_when_its_segment_is_consumed)
 	spos += 64;
 	assert_q(&q, S + 64, 64 * NBUF, "after the refill");
 	segq_clear(&b, &q);
-	cr_assert_eq(b.ring_free, NBUF);
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/* Bytes that must wait (pipelined requests) leave the ring: packed into heap buffers, in order. */
+Test(buf, unring_copies_waiting_bytes_out_of_the_ring)
+{
+	struct segq q = { 0 };
+	recv_into(&q, 0, 0, 100);
+	heap_into(&q, 0, 50);  /* a heap segment of ours: later ring bytes may be packed after it */
+	recv_into(&q, 1, 10, 300);
+	recv_into(&q, 2, 0, BSIZE);
+	cr_assert(segq_unring(&b, &q));
+	assert_q(&q, S, 100 + 50 + 300 + BSIZE, "unringed");
+	for (const struct seg *s = q.head; s; s = s->next)
+		cr_assert_geq(s->id, NBUF, "a segment still points into the ring");
+	cr_assert_eq(b.ring_free[BUF_GROUP_CLIENT], NBUF, "ring buffers not handed back");
+	cr_assert_leq(nsegs(&q), 3, "bytes were not packed together");
+	segq_clear(&b, &q);
+	cr_assert_eq(heap_in_use(), 0);
+}
+
+/* A heap buffer shared with another queue is never written into. */
+Test(buf, unring_does_not_append_into_a_shared_heap_buffer)
+{
+	struct segq a = { 0 }, q = { 0 };
+	heap_into(&a, 0, 600);
+	cr_assert_eq(segq_move(&b, &q, &a, 200), 200); /* q: [0,200) of the shared buffer */
+	recv_into(&q, 0, 0, 100);
+	cr_assert(segq_unring(&b, &q));
+	assert_q(&a, S + 200, 400, "other queue");
+	unsigned char want[300];
+	memcpy(want, S, 200);
+	memcpy(want + 200, S + 600, 100);
+	assert_q(&q, want, 300, "unringed");
+	segq_clear(&b, &a);
+	segq_clear(&b, &q);
+	cr_assert_eq(heap_in_use(), 0);
 }

@@ -2441,3 +2441,29 @@ Test(desync_corpus, pipelined_bytes_do_not_change_the_result)
 		free(buf);
 	}
 }
+
+/* Routes match on the path as sent: a path an upstream would resolve to another place is refused. */
+Test(request_line, dot_segments_are_refused)
+{
+	static const char *const refused[] = {
+		"GET /public/../admin HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /public/.%2E/admin HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /./admin HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/.. HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/. HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET http://h/x/../y HTTP/1.1\r\nHost: h\r\n\r\n",
+	};
+	static const char *const accepted[] = {
+		"GET /a/.../b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/.hidden/..b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/b.?x=/../ HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/%2e%2e%2e HTTP/1.1\r\nHost: h\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+		cr_assert_eq(check_request_every_split(refused[i], strlen(refused[i]), &limits), -RW_BAD_URI,
+			     "%s", refused[i]);
+	for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
+		cr_assert_gt(check_request_every_split(accepted[i], strlen(accepted[i]), &limits), 0, "%s",
+			     accepted[i]);
+}
