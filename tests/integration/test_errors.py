@@ -190,3 +190,73 @@ def test_no_connection_left_behind_after_bad_clients(gateway):
         time.sleep(0.05)
     assert open_fds(gateway.proc.pid) <= baseline
     still_serving(gateway)
+
+
+def test_dot_segments_refused(gateway):
+    out = raw_request(gateway.port, b"GET /api/users/../../admin HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert_error(out, 400, "bad_uri")
+    out = raw_request(gateway.port, b"GET /api/users/%2e%2e/x HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert_error(out, 400, "bad_uri")
+
+
+def test_pipelined_request_after_upstream_failure_is_answered(gateway):
+    out = raw_request(gateway.port, b"GET /dead/x HTTP/1.1\r\nHost: t\r\n\r\n"
+                                    b"GET /raw/size/4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert_error(out, 502, "upstream_connect_failed")
+    assert out.endswith(b"abcd")
+
+
+def test_half_closed_client_gets_every_pipelined_answer(gateway):
+    out = raw_request(gateway.port, b"GET /raw/size/3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                    b"GET /raw/size/5 HTTP/1.1\r\nHost: t\r\n\r\n", shutdown=True)
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    assert out.endswith(b"abcde")
+
+
+def test_slow_large_upload_is_not_an_upstream_timeout(gateway):
+    """The route's response_timeout is 1 s; the body takes longer to arrive, but keeps coming."""
+    body = bytes(range(256)) * 4096  # 1 MiB: spliced
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(b"POST /slow/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for off in range(0, len(body), 128 * 1024):
+            s.sendall(body[off:off + 128 * 1024])
+            time.sleep(0.2)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    st, _, data = parse(out)
+    assert st == 200, out[:300]
+    assert json.loads(data)["body_bytes"] == len(body)
+
+
+def test_gateway_survives_running_out_of_descriptors(upstreams, tmp_path):
+    """With a low fd limit, connections beyond it wait in the backlog; the gateway neither spins nor
+    floods its log, and serves again once clients go away."""
+    import resource
+    import subprocess
+    from conftest import RINGWAY, free_port, make_config, wait_port
+    port = free_port()
+    routes = "      - name: all\n        match: { path_prefix: / }\n        upstream: u\n"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(make_config(port, [("u", [upstreams[0].addr], "5s")], routes, workers=1))
+    log = open(tmp_path / "log", "wb")
+    proc = subprocess.Popen([RINGWAY, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+    try:
+        wait_port(port, proc)
+        held = []
+        for _ in range(60):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        time.sleep(1.5)
+        for s in held:
+            s.close()
+        time.sleep(0.5)
+        out = raw_request(port, b"GET /size/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"ab")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    text = (tmp_path / "log").read_text()
+    warnings = text.count("accept: Too many open files")
+    assert 1 <= warnings <= 4, warnings

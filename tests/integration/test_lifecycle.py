@@ -85,3 +85,28 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
         assert refused
     finally:
         up.stop()
+
+
+def test_sigterm_does_not_wait_for_idle_connections(tmp_path):
+    """Connections with no request in progress are closed at once; the drain_timeout (30 s here)
+    is only for requests in flight."""
+    up = Upstream("idle-drain")
+    try:
+        port = free_port()
+        routes = "      - name: all\n        match: { path_prefix: / }\n        upstream: u\n"
+        cfg = make_config(port, [("u", [up.addr], "10s")], routes).replace("drain_timeout: 5s",
+                                                                          "drain_timeout: 30s")
+        gw = Gateway(str(tmp_path), cfg, port)
+        fresh = socket.create_connection(("127.0.0.1", port))  # connected, never sent a byte
+        used = socket.create_connection(("127.0.0.1", port))  # one request, then idle keep-alive
+        used.sendall(b"GET /size/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert used.recv(4096).startswith(b"HTTP/1.1 200")
+        start = time.time()
+        gw.proc.terminate()
+        gw.proc.wait(20)
+        assert time.time() - start < 10
+        assert gw.stop() == 0, gw.logs()
+        fresh.close()
+        used.close()
+    finally:
+        up.stop()
