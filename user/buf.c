@@ -227,6 +227,19 @@ uint64_t segq_move(struct bufs *b, struct segq *dst, struct segq *src, uint64_t 
 	return moved;
 }
 
+/* Moves a segment's bytes to the start of a heap buffer of its own. */
+static bool seg_to_heap(struct bufs *b, struct seg *g)
+{
+	uint32_t id = buf_heap_get(b);
+	if (id == UINT32_MAX)
+		return false;
+	memcpy(buf_ptr(b, id), seg_ptr(b, g), g->len);
+	buf_unref(b, g->id);
+	g->id = id;
+	g->off = 0;
+	return true;
+}
+
 bool segq_unring(struct bufs *b, struct segq *q)
 {
 	struct seg *last_heap = NULL; /* a heap segment of ours with room after it */
@@ -248,13 +261,8 @@ bool segq_unring(struct bufs *b, struct segq *q)
 			seg_free(b, g);
 			continue;
 		}
-		uint32_t id = buf_heap_get(b);
-		if (id == UINT32_MAX)
+		if (!seg_to_heap(b, g))
 			return false;
-		memcpy(buf_ptr(b, id), seg_ptr(b, g), g->len);
-		buf_unref(b, g->id);
-		g->id = id;
-		g->off = 0;
 		last_heap = g;
 		pp = &g->next;
 	}
@@ -265,15 +273,9 @@ bool segq_coalesce_front(struct bufs *b, struct segq *q)
 {
 	struct seg *first = q->head;
 	/* append in place only into a heap buffer that this segment alone owns, from its start */
-	if (first->id < b->ring_n || first->off != 0 || b->heap_refs[first->id - b->ring_n] > 1) {
-		uint32_t id = buf_heap_get(b);
-		if (id == UINT32_MAX)
-			return false;
-		memcpy(buf_ptr(b, id), seg_ptr(b, first), first->len);
-		buf_unref(b, first->id);
-		first->id = id;
-		first->off = 0;
-	}
+	if ((first->id < b->ring_n || first->off != 0 || b->heap_refs[first->id - b->ring_n] > 1) &&
+	    !seg_to_heap(b, first))
+		return false;
 	struct seg *second = first->next;
 	if (!second)
 		return true;
