@@ -20,7 +20,10 @@ for set in "${@:-build}"; do
 done
 
 missing=()
+declare -A seen=()
 for p in "${want[@]}"; do
+  [ -n "${seen[$p]:-}" ] && continue
+  seen[$p]=1
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
