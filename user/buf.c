@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define HEAP_KEEP 256 /* free heap buffers kept for reuse */
+
 static int ring_register(struct bufs *b, unsigned group, uint32_t first, uint32_t n)
 {
 	size_t bytes = (size_t)n * sizeof(struct io_uring_buf);
@@ -99,8 +101,18 @@ void buf_unref(struct bufs *b, uint32_t id)
 		return;
 	}
 	uint32_t h = id - b->ring_n;
-	if (--b->heap_refs[h] == 0)
-		b->heap_free[b->heap_nfree++] = h;
+	if (--b->heap_refs[h] == 0) {
+		/* keep a few for reuse; a burst's worth goes back to the allocator */
+		if (b->heap_nfree < HEAP_KEEP) {
+			b->heap_free[b->heap_nfree++] = h;
+			return;
+		}
+		/* the id stays usable, at the bottom of the stack, so that reuse finds memory first */
+		free(b->heap[h]);
+		b->heap[h] = NULL;
+		b->heap_free[b->heap_nfree++] = b->heap_free[0];
+		b->heap_free[0] = h;
+	}
 }
 
 uint32_t buf_heap_get(struct bufs *b)
@@ -108,6 +120,10 @@ uint32_t buf_heap_get(struct bufs *b)
 	uint32_t h;
 	if (b->heap_nfree) {
 		h = b->heap_free[--b->heap_nfree];
+		if (!b->heap[h] && !(b->heap[h] = malloc(b->heap_size))) {
+			b->heap_free[b->heap_nfree++] = h;
+			return UINT32_MAX;
+		}
 	} else {
 		if (b->heap_n == b->heap_cap) {
 			uint32_t cap = b->heap_cap ? b->heap_cap * 2 : 64;

@@ -27,8 +27,10 @@ void client_arm_timer(struct client *c)
 	if (c->s.closing)
 		return;
 	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
-	/* a client paused because the upstream reads slowly is not the one stalling */
-	bool held_back = c->state == C_BODY && c->s.paused && c->x && !splice_active(&c->x->req_leg);
+	/* a client held back because the upstream reads slowly is not the one stalling */
+	bool held_back = c->state == C_BODY && c->x &&
+			 (splice_active(&c->x->req_leg) ? splice_waits_for_out(&c->x->req_leg)
+							 : c->s.paused);
 	if (sending || c->state == C_DONE || (c->state == C_BODY && !held_back)) {
 		timer_arm(&w->wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
 	} else if (c->state == C_IDLE) {
@@ -136,11 +138,36 @@ static void log_exchange(struct client *c, int status, enum rw_reason r)
 	access_log_write(&c->w->alog, &rec);
 }
 
+/* An exchange cut short: logged with the status the client saw, if a response head went out. */
+static void log_abort(struct client *c, enum rw_reason r)
+{
+	struct exchange *x = c->x;
+	log_exchange(c, x && x->resp_started ? x->status : reason_status(r), r);
+}
+
 void client_close(struct client *c)
 {
 	if (c->x) /* the upstream leg goes at once, so nothing of this exchange runs on */
 		proxy_abort(c->x);
 	sock_close(c->w, &c->s);
+}
+
+/* The answer is out; the client may still be sending (the rest of a refused body). Closing with
+ * unread bytes would reset the connection and could destroy the answer in flight, so: FIN, then
+ * read and drop what comes for a short while, then close. */
+#define LINGER_MS 2000
+
+static void client_linger(struct client *c)
+{
+	if (c->s.eof) {
+		client_close(c);
+		return;
+	}
+	c->lingering = true;
+	shutdown(c->s.fd, SHUT_WR);
+	segq_clear(&c->w->bufs, &c->s.in);
+	timer_arm(&c->w->wheel, &c->s.tm, LINGER_MS, client_timer_fired);
+	sock_resume(c->w, &c->s);
 }
 
 /* No more requests on this connection: close once what is queued has been sent. */
@@ -150,7 +177,7 @@ static void client_finish(struct client *c)
 	c->state = C_DONE;
 	segq_clear(&c->w->bufs, &c->s.in);
 	if (c->s.out.bytes == 0)
-		client_close(c);
+		client_linger(c);
 	else
 		client_arm_timer(c);
 }
@@ -277,16 +304,14 @@ void client_pump_body(struct client *c)
 	if (splice_active(&x->req_leg)) {
 		enum splice_status st = splice_step(w, &x->req_leg, &c->s, up, &x->req_remaining,
 						    &x->bytes_in);
-		if (st == SPLICE_RUNNING) {
-			client_arm_timer(c);
+		if (st == SPLICE_RUNNING)
 			return;
-		}
 		if (st == SPLICE_FAILED) {
 			if (x->req_leg.failed_out) {
 				proxy_on_upstream_eof(x, x->req_leg.error);
 			} else {
 				x->reason = RW_CLIENT_CLOSED;
-				log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
+				log_abort(c, RW_CLIENT_CLOSED);
 				client_close(c);
 			}
 			return;
@@ -326,8 +351,15 @@ void client_pump_body(struct client *c)
 		client_arm_timer(c);
 		return;
 	}
+	if (c->s.eof && c->s.in.bytes == 0) { /* the client stopped before its body was complete */
+		x->reason = RW_CLIENT_CLOSED;
+		log_abort(c, RW_CLIENT_CLOSED);
+		client_close(c);
+		return;
+	}
 	if (!x->req_chunked && x->req_remaining >= SPLICE_MIN_BYTES && c->s.in.bytes == 0 &&
 	    splice_begin(w, &x->req_leg, &c->s)) {
+		client_arm_timer(c);
 		client_pump_body(c);
 		return;
 	}
@@ -341,7 +373,7 @@ void client_pump_body(struct client *c)
 void client_on_data(struct client *c)
 {
 	struct worker *w = c->w;
-	if (c->state == C_DONE) {
+	if (c->state == C_DONE) { /* answered and closing: what still comes is dropped */
 		segq_clear(&w->bufs, &c->s.in);
 		return;
 	}
@@ -357,16 +389,22 @@ void client_on_data(struct client *c)
 
 void client_on_eof(struct client *c, int err)
 {
-	if (err || c->state == C_BODY) { /* reset, or the body will never be complete */
+	if (c->lingering) {
+		client_close(c);
+		return;
+	}
+	if (err) {
 		if (c->x) {
 			c->x->reason = RW_CLIENT_CLOSED;
-			log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
+			log_abort(c, RW_CLIENT_CLOSED);
 		}
 		client_close(c);
 		return;
 	}
-	/* half close: what was asked is still answered, then the connection closes */
-	if (c->state == C_IDLE || c->state == C_HEAD)
+	/* half close: what was sent is still forwarded and answered, then the connection closes */
+	if (c->state == C_BODY)
+		client_pump_body(c);
+	else if (c->state == C_IDLE || c->state == C_HEAD)
 		client_process(c);
 }
 
@@ -374,7 +412,7 @@ void client_on_send_error(struct client *c, int err)
 {
 	if (c->x) {
 		c->x->reason = RW_CLIENT_CLOSED;
-		log_exchange(c, reason_status(RW_CLIENT_CLOSED), RW_CLIENT_CLOSED);
+		log_abort(c, RW_CLIENT_CLOSED);
 	}
 	client_close(c);
 }
@@ -387,7 +425,7 @@ void client_on_sent(struct client *c)
 			return;
 	}
 	if (c->s.out.bytes == 0 && c->state == C_DONE) {
-		client_close(c);
+		client_linger(c);
 		return;
 	}
 	client_arm_timer(c);
@@ -407,10 +445,14 @@ static void client_timer_fired(struct timer *t)
 	struct client *c = container_of(t, struct client, s.tm);
 	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
 	if (sending || c->state == C_DONE) {
+		if (c->lingering) {
+			client_close(c);
+			return;
+		}
 		log_info("client stalled reading the response: closing");
 		if (c->x) {
 			c->x->reason = RW_CLIENT_TIMEOUT;
-			log_exchange(c, reason_status(RW_CLIENT_TIMEOUT), RW_CLIENT_TIMEOUT);
+			log_abort(c, RW_CLIENT_TIMEOUT);
 		}
 		client_close(c);
 		return;

@@ -500,7 +500,8 @@ static bool take_response_head(struct exchange *x)
 			x->resp_mode = RESP_UNTIL_CLOSE;
 		x->resp_remaining = r->content_length;
 		x->resp_keep_alive = r->keep_alive && x->resp_mode != RESP_UNTIL_CLOSE;
-		bool close = !x->client_keep_alive || c->close_after || w->stopping ||
+		/* an answer before the whole request body arrived ends the connection too */
+		bool close = !x->client_keep_alive || c->close_after || w->stopping || !x->req_done ||
 			     x->resp_mode == RESP_UNTIL_CLOSE ||
 			     (x->client_http10 && x->resp_mode == RESP_CHUNKED);
 		if (close)
@@ -541,8 +542,6 @@ static void pump_response_splice(struct exchange *x)
 			x->reason = RW_CLIENT_CLOSED;
 			client_on_send_error(c, x->resp_leg.error);
 		}
-	} else {
-		arm_response_timer(x);
 	}
 }
 
@@ -644,19 +643,28 @@ void proxy_on_splice(struct sock *s, bool is_in, int res)
 		splice_in_done(l, res, request ? &x->req_remaining : &x->resp_remaining);
 	else
 		splice_out_done(l, res);
+	struct client *c = x->c;
 	if (request) {
 		if (is_in && res > 0)
 			x->bytes_in += (uint64_t)res;
-		if (x->u) /* the upload progresses: the upstream is not late yet */
+		if (res > 0 && x->u) /* the upload moves: the upstream is not late */
 			arm_response_timer(x);
-		client_pump_body(x->c);
-	} else {
-		if (is_in && res > 0)
-			x->bytes_out_queued += (uint64_t)res;
-		if (!is_in)
-			client_arm_timer(x->c);
-		pump_response_splice(x);
+		/* progress, or the pipe filled up: who may be blamed for a stall changed */
+		if (res > 0 || l->in_blocked)
+			client_arm_timer(c);
+		client_pump_body(c);
+		return;
 	}
+	if (is_in && res > 0) {
+		x->bytes_out_queued += (uint64_t)res;
+		arm_response_timer(x);
+	}
+	pump_response_splice(x);
+	if (c->x != x || c->s.closing)
+		return;
+	/* the client's stall timer restarts when it takes bytes, and runs while a splice waits on it */
+	if ((!is_in && res > 0) || !timer_armed(&c->s.tm))
+		client_arm_timer(c);
 }
 
 void proxy_on_recv_stopped(struct sock *s)

@@ -26,7 +26,9 @@ static struct spipe *pipe_get(struct worker *w)
 			close(fds[1]);
 			return NULL;
 		}
-		fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE_BYTES); /* best effort: 64 KiB otherwise */
+		fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE_BYTES); /* best effort: may stay at 64 KiB */
+		int cap = fcntl(fds[1], F_GETPIPE_SZ);
+		p->cap = cap > 0 && (unsigned)cap < SPLICE_PIPE_BYTES ? (uint32_t)cap : SPLICE_PIPE_BYTES;
 		p->rd = fds[0];
 		p->wr = fds[1];
 	}
@@ -83,6 +85,9 @@ bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src)
 static void submit_polled_splice(struct worker *w, struct sock *s, unsigned events, int fd_in,
 				 int fd_out, unsigned len, enum op op)
 {
+	/* both in one submission, or the link would be cut at the end of a full queue */
+	if (io_uring_sq_space_left(&w->ring) < 2)
+		io_uring_submit(&w->ring);
 	struct io_uring_sqe *sqe = worker_sqe(w);
 	io_uring_prep_poll_add(sqe, s->fd, events);
 	sqe->flags |= IOSQE_IO_LINK;
@@ -115,8 +120,8 @@ enum splice_status splice_step(struct worker *w, struct splice_leg *l, struct so
 		p->ops++;
 		l->out_busy = true;
 	}
-	if (*remaining > 0 && !l->in_busy && l->in_pipe < SPLICE_PIPE_BYTES && !src->closing) {
-		uint64_t want = SPLICE_PIPE_BYTES - l->in_pipe;
+	if (*remaining > 0 && !l->in_busy && !l->in_blocked && l->in_pipe < p->cap && !src->closing) {
+		uint64_t want = p->cap - l->in_pipe;
 		if ((uint64_t)*remaining < want)
 			want = (uint64_t)*remaining;
 		submit_polled_splice(w, src, POLLIN, src->fd, p->wr, (unsigned)want, OP_SPLICE_IN);
@@ -164,6 +169,10 @@ void splice_in_done(struct splice_leg *l, int res, int64_t *remaining)
 	if (res > 0) {
 		l->in_pipe += (uint32_t)res;
 		*remaining -= res;
+	} else if (res == -EAGAIN && l->in_pipe) {
+		/* the socket had data but the pipe took none: its slots are full of small segments.
+		 * Splicing in again before one goes out would spin. */
+		l->in_blocked = true;
 	} else if (!splice_retry(res) && !l->error) {
 		l->error = res == 0 ? -1 : -res;
 	}
@@ -173,6 +182,7 @@ void splice_out_done(struct splice_leg *l, int res)
 {
 	l->out_busy = false;
 	if (res > 0) {
+		l->in_blocked = false;
 		l->in_pipe -= (uint32_t)res;
 	} else if (!splice_retry(res) && !l->error) {
 		l->error = res == 0 ? -1 : -res;

@@ -23,7 +23,8 @@ struct sock;
 struct spipe {
 	struct spipe *next_free;
 	int rd, wr;
-	uint8_t ops; /* splices in flight that name this pipe */
+	uint32_t cap; /* bytes the pipe holds (F_GETPIPE_SZ) */
+	uint8_t ops;  /* splices in flight that name this pipe */
 	bool owned;  /* a leg's pipe; when abandoned, closed by its last completion */
 } __attribute__((aligned(16)));
 
@@ -32,6 +33,7 @@ struct splice_leg {
 	uint32_t in_pipe;  /* bytes read into the pipe, not yet written out */
 	bool in_busy;      /* a splice from the source is in flight */
 	bool out_busy;     /* a splice to the destination is in flight */
+	bool in_blocked;   /* the pipe was full (in slots, if not in bytes): wait for a splice out */
 	bool failed_out;   /* the failure was on the destination side */
 	int error;         /* errno of a failed splice (-1: the source ended early) */
 };
@@ -46,13 +48,18 @@ static inline bool splice_active(const struct splice_leg *l)
 {
 	return l->p != NULL;
 }
+/* The destination holds the transfer back: the pipe is full, so the source is not the slow one. */
+static inline bool splice_waits_for_out(const struct splice_leg *l)
+{
+	return l->p && (l->in_blocked || l->in_pipe >= l->p->cap);
+}
 
 /* Starts splicing: takes a pipe and stops the source's recv. False when splicing is not possible
  * now (no kernel support, no pipe, too many at once): the body keeps flowing through the ring. */
 bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src);
 
 /* Advances the transfer: forwards bytes that arrived before the recv stopped, then keeps one splice
- * in and one out in flight. *remaining counts the body bytes not yet read from src; *moved grows by
+ * in and one out in flight. Needs two free SQEs per splice; takes them itself. *remaining counts the body bytes not yet read from src; *moved grows by
  * the bytes handed towards dst. On SPLICE_DONE the pipe is back in the pool. */
 enum splice_status splice_step(struct worker *w, struct splice_leg *l, struct sock *src,
 			       struct sock *dst, int64_t *remaining, uint64_t *moved);
@@ -61,7 +68,7 @@ enum splice_status splice_step(struct worker *w, struct splice_leg *l, struct so
  * leg (the result is then the leg's to take), false if it was abandoned (nothing more to do). */
 bool splice_op_finished(struct worker *w, struct sock *s, bool is_in);
 
-/* Results for the leg, as the operation reported them. */
+/* Results for the leg, as the operation reported them. Only a result > 0 is progress. */
 void splice_in_done(struct splice_leg *l, int res, int64_t *remaining);
 void splice_out_done(struct splice_leg *l, int res);
 
