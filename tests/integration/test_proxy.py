@@ -204,3 +204,16 @@ def test_access_log_records_requests(gateway):
     rec = recs[-1]
     assert rec["status"] == 200 and rec["route"] == "users" and rec["method"] == "GET"
     assert rec["reason"] == "ok" and rec["upstream"].startswith("127.0.0.1:")
+
+
+def test_half_closed_upload_is_forwarded_whole(gateway):
+    """Like `nc -N`: the whole chunked body, then the client shuts its sending side."""
+    payload = bytes(range(256)) * 4096  # 1 MiB, more than the gateway buffers towards the upstream
+    chunks = b"".join(b"%x\r\n%s\r\n" % (65536, payload[i:i + 65536]) for i in range(0, len(payload), 65536))
+    req = (b"POST /api/users/hc HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+    out = raw_request(gateway.port, req, shutdown=True)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), out[:200]
+    echo = json.loads(body)
+    assert echo["body_bytes"] == len(payload)
+    assert echo["body_sha256"] == hashlib.sha256(payload).hexdigest()
