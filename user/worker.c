@@ -54,7 +54,6 @@ static int ring_setup(struct worker *w)
 		struct io_uring_params p = { .flags = tries[i].flags, .cq_entries = CQ_ENTRIES };
 		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 		if (ret == 0) {
-			w->ring_flags = tries[i].flags;
 			if (w->id == 0)
 				log_info("io_uring: %s mode (features 0x%x)%s", tries[i].name,
 					 p.features, i ? " — this kernel lacks the faster flags" : "");

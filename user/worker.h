@@ -35,7 +35,6 @@ struct worker {
 	int cpu; /* -1: not pinned */
 	pthread_t thread;
 	struct io_uring ring;
-	unsigned ring_flags; /* setup flags that the kernel accepted */
 	bool can_splice;     /* the kernel has IORING_OP_SPLICE */
 	struct bufs bufs;
 	struct timer_wheel wheel;
