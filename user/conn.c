@@ -111,9 +111,9 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 static void log_exchange(struct client *c, int status, enum rw_reason r)
 {
 	struct exchange *x = c->x;
-	char peer[INET6_ADDRSTRLEN + 8], ip[INET6_ADDRSTRLEN];
+	char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
 	client_peer_ip(c, ip, sizeof ip);
-	snprintf(peer, sizeof peer, "%s:%u", ip, c->peer_port);
+	snprintf(peer, sizeof peer, c->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->peer_port);
 	if (r != RW_OK)
 		log_info("%s: %d %s%s%.*s", peer, status, reason_name(r), x ? " " : "",
 			 x ? (int)x->path_len : 0, x ? x->path : "");

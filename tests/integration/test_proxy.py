@@ -217,3 +217,30 @@ def test_half_closed_upload_is_forwarded_whole(gateway):
     echo = json.loads(body)
     assert echo["body_bytes"] == len(payload)
     assert echo["body_sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_ipv6_listener_and_upstream(tmp_path):
+    from conftest import Gateway, UPSTREAM, free_port, wait_port
+    import subprocess
+    up_port, port = free_port(), free_port()
+    up = subprocess.Popen([UPSTREAM, "--listen", f"[::1]:{up_port}", "--name", "v6"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cfg = (f"workers: 1\nupstreams:\n  u: {{ targets: ['[::1]:{up_port}'] }}\n"
+               f"frontends:\n  - name: f\n    listen: ['[::1]:{port}', '127.0.0.1:{port}']\n"
+               f"    routes:\n      - name: all\n        match: {{ path_prefix: / }}\n        upstream: u\n")
+        gw = Gateway(str(tmp_path), cfg, port)
+        with socket.create_connection(("::1", port), timeout=5) as s:
+            s.sendall(b"GET /six HTTP/1.1\r\nHost: v6\r\nConnection: close\r\n\r\n")
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        echo = json.loads(out.partition(b"\r\n\r\n")[2])
+        assert echo["server"] == "v6" and echo["path"] == "/six"
+        headers = dict((k.lower(), v) for k, v in echo["headers"])
+        assert headers["x-forwarded-for"] == "::1"
+        assert gw.stop() == 0
+        assert any(r["client"].startswith("[::1]:") for r in gw.access_records())
+    finally:
+        up.terminate()
+        up.wait(5)
