@@ -47,8 +47,8 @@ unit: $(UNIT)
 # libFuzzer harnesses: `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` is the short run.
 FUZZ_SECONDS ?= 300
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c user/http1.c user/reason.c | build/fuzz
-	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined -o $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) | build/fuzz
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
