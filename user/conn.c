@@ -111,6 +111,8 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 static void log_exchange(struct client *c, int status, enum rw_reason r)
 {
 	struct exchange *x = c->x;
+	if (r == RW_OK && c->w->alog.fd < 0)
+		return; /* nothing to write: no formatting on the hot path */
 	char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
 	client_peer_ip(c, ip, sizeof ip);
 	snprintf(peer, sizeof peer, c->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->peer_port);

@@ -68,7 +68,6 @@ static struct exchange *exchange_alloc(struct worker *w)
 		return NULL;
 	memset(x, 0, sizeof *x);
 	x->req_head_id = UINT32_MAX;
-	x->first_target = -1;
 	splice_leg_init(&x->req_leg);
 	splice_leg_init(&x->resp_leg);
 	return x;
@@ -191,8 +190,6 @@ static void attach_upstream(struct exchange *x, struct upconn *u)
 	struct worker *w = x->c->w;
 	x->u = u;
 	u->x = x;
-	if (x->first_target < 0)
-		x->first_target = upstream_target_index(u, x->ups);
 	if (!x->t_upstream_ns)
 		x->t_upstream_ns = now_ns();
 	if (u->s.connected) {

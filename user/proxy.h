@@ -43,7 +43,6 @@ struct exchange {
 	uint32_t req_head_id;  /* the built upstream head, kept for a retry */
 	uint32_t req_head_len;
 	bool retried;
-	int first_target;
 	/* response */
 	uint8_t resp_mode;     /* enum resp_mode */
 	bool resp_keep_alive;  /* the upstream connection may be reused after this response */
