@@ -4,8 +4,10 @@ CLANG   ?= clang
 VERSION := 0.1.0
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
-           -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -MMD -MP
-LDLIBS  := -luring -lyaml -lpthread
+           -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -Ibpf -Ibuild/bpf -MMD -MP
+LDLIBS  := -luring -lyaml -lbpf -lelf -lz -lpthread
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -I/usr/include/$(shell gcc -dumpmachine)
+SKEL    := build/bpf/limiter.skel.h
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC      := $(wildcard user/*.c)
@@ -14,17 +16,24 @@ OBJ      := $(SRC:user/%.c=build/obj/%.o)
 LIB_OBJ  := $(LIB_SRC:user/%.c=build/obj/%.o)
 ASAN_OBJ := $(SRC:user/%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+BPF_TESTS := $(patsubst tests/bpf/%.c,build/tests/bpf_%,$(wildcard tests/bpf/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration integration-asan fuzz fuzz-smoke asan clean
+.PHONY: all deps run test unit bpf-test integration integration-asan fuzz fuzz-smoke asan clean
 all: build/ringway build/upstream
 
 deps:
 	@kernel/install-deps.sh test
 
-build/obj/%.o: user/%.c | build/obj
+# The XDP program, and the skeleton the loader embeds it through.
+build/bpf/%.bpf.o: bpf/%.bpf.c bpf/limiter.h | build/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+build/bpf/%.skel.h: build/bpf/%.bpf.o
+	bpftool gen skeleton $< name $* > $@.tmp && mv $@.tmp $@
+
+build/obj/%.o: user/%.c | build/obj $(SKEL)
 	$(CC) $(CFLAGS) -c $< -o $@
-build/asan/obj/%.o: user/%.c | build/asan/obj
+build/asan/obj/%.o: user/%.c | build/asan/obj $(SKEL)
 	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
 build/ringway: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -35,10 +44,20 @@ asan: build/asan/ringway
 build/upstream: tests/upstream/upstream.c | build
 	$(CC) $(CFLAGS) -o $@ $< -lpthread
 
+# The packet flooder of the XDP benchmark (raw frames inside the benchmark's namespaces).
+build/xdp_flood: perf/xdp_flood.c | build
+	$(CC) $(CFLAGS) -o $@ $<
+
 build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcriterion
 
-build build/obj build/asan/obj build/tests build/fuzz:
+# BPF_PROG_TEST_RUN tests of the XDP program (root: they load it into the kernel).
+build/tests/bpf_%: tests/bpf/%.c $(SKEL) | build/tests
+	$(CC) $(CFLAGS) -o $@ $< -lbpf -lelf -lz -lcriterion
+bpf-test: $(BPF_TESTS)
+	@set -e; for t in $(BPF_TESTS); do echo "== $$t"; $$t --short-filename; done
+
+build build/obj build/asan/obj build/tests build/fuzz build/bpf:
 	mkdir -p $@
 
 unit: $(UNIT)
@@ -47,8 +66,8 @@ unit: $(UNIT)
 # libFuzzer harnesses: `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` is the short run.
 FUZZ_SECONDS ?= 300
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) | build/fuzz
-	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) | build/fuzz $(SKEL)
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -Ibpf -Ibuild/bpf -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
@@ -61,8 +80,9 @@ integration-asan: build/asan/ringway build/upstream
 	RINGWAY_BIN=build/asan/ringway $(PYTEST) -q tests/integration
 
 test: deps
-	@$(MAKE) --no-print-directory all asan $(UNIT)
+	@$(MAKE) --no-print-directory all asan $(UNIT) $(BPF_TESTS)
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory bpf-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory integration-asan
 	@$(MAKE) --no-print-directory integration

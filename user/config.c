@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -451,6 +452,44 @@ bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out)
 	return true;
 }
 
+bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why)
+{
+	static _Thread_local char reason[32]; /* "host bits set past /N" */
+	const char *slash = s ? strchr(s, '/') : NULL;
+	size_t host_len = !s ? 0 : slash ? (size_t)(slash - s) : strlen(s);
+	char host[INET6_ADDRSTRLEN];
+	uint8_t net[16] = { [10] = 0xff, [11] = 0xff }; /* ::ffff:0.0.0.0, for IPv4 */
+	*why = "not an IPv4 or IPv6 address";
+	if (host_len == 0 || host_len >= sizeof host)
+		return false;
+	memcpy(host, s, host_len);
+	host[host_len] = 0;
+	bool v6 = strchr(host, ':') != NULL;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, v6 ? net : net + 12) != 1)
+		return false;
+
+	uint64_t bits = v6 ? 128 : 32, len = bits;
+	if (slash && !parse_whole_number(slash + 1, &len)) {
+		*why = "prefix length is not a number";
+		return false;
+	}
+	if (len > bits) {
+		*why = v6 ? "prefix length out of range 0..128" : "prefix length out of range 0..32";
+		return false;
+	}
+	unsigned mapped_len = (unsigned)(len + 128 - bits);
+	for (unsigned bit = mapped_len; bit < 128; bit++) {
+		if (net[bit / 8] & (0x80 >> (bit % 8))) {
+			snprintf(reason, sizeof reason, "host bits set past /%u", (unsigned)len);
+			*why = reason;
+			return false;
+		}
+	}
+	memcpy(addr, net, sizeof net);
+	*prefixlen = (uint8_t)mapped_len;
+	return true;
+}
+
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 /* Names of upstreams, frontends and routes: [A-Za-z0-9_.-]+ */
@@ -590,6 +629,18 @@ static void parse_enum(struct loader *ld, yaml_node_t *v, void *obj, const struc
 	char accepted[256];
 	list_words(rule->words, accepted, sizeof accepted);
 	report(ld, v, "%s: invalid value '%s' (expected one of %s)", rule->key, s, accepted);
+}
+
+/* Only true and false: YAML 1.1's yes, no, on and off are refused, as readers disagree on them. */
+static void parse_bool(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	const char *s = expect_scalar(ld, v, rule->key);
+	if (!s)
+		return;
+	if (!strcmp(s, "true") || !strcmp(s, "false"))
+		*(bool *)field(obj, rule) = s[0] == 't';
+	else
+		report(ld, v, "%s: expected true or false, got '%s'", rule->key, s);
 }
 
 typedef void address_check_fn(struct loader *ld, const yaml_node_t *item,
@@ -1047,6 +1098,273 @@ static void parse_frontends(struct loader *ld, yaml_node_t *v, void *obj, const 
 	ld->frontend = NULL;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * XDP limiter
+ */
+
+#define XDP_RATE_MAX 100000000u
+#define PIN_PATH_MAX 200u
+#define ACTION_UNSET 0xff /* rw_xdp_policy.action until its action is known */
+
+static const char *const xdp_mode_words[] = { "off", "auto", "native", "generic", NULL };
+static const char *const xdp_limit_words[] = { "syn", "all", NULL };
+static const char *const policy_action_words[] = { "limit", "allow", "deny", NULL };
+
+/* Two seconds' worth of a rate, at most XDP_RATE_MAX: the burst when none is given. */
+static uint32_t default_burst(uint32_t rate)
+{
+	return rate > XDP_RATE_MAX / 2 ? XDP_RATE_MAX : rate * 2;
+}
+
+/* As the kernel's dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace (and
+ * here no control characters either). */
+static bool valid_interface_name(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len >= IFNAMSIZ || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c <= ' ' || *c == 0x7f || *c == '/' || *c == ':')
+			return false;
+	return true;
+}
+
+static void parse_interface(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp *xdp = obj;
+	const char *s = expect_scalar(ld, v, rule->key);
+	if (!s)
+		return;
+	if (!valid_interface_name(s)) {
+		report(ld, v,
+		       "%s: invalid interface name '%s' (1..15 characters, no '/', ':' or spaces, "
+		       "not '.' or '..')",
+		       rule->key, s);
+		return;
+	}
+	xdp->interface = xstrdup(s);
+}
+
+/* 1..RW_XDP_MAX_PORTS distinct ports, each within rule->min..rule->max; a duplicate is reported
+ * at its repetition. */
+static void parse_ports(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp *xdp = obj;
+	if (!expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	uint32_t n = item_count(v);
+	if (n == 0) {
+		report(ld, v, "%s: empty list (leave 'ports' out to guard every port)", rule->key);
+		return;
+	}
+	if (n > RW_XDP_MAX_PORTS) {
+		report(ld, node(ld, v->data.sequence.items.start[RW_XDP_MAX_PORTS]),
+		       "%s: more than %d ports", rule->key, RW_XDP_MAX_PORTS);
+		n = RW_XDP_MAX_PORTS;
+	}
+	const yaml_node_t *items[RW_XDP_MAX_PORTS]; /* the item of each port in xdp->ports */
+	for (uint32_t i = 0; i < n; i++) {
+		const yaml_node_t *item = node(ld, v->data.sequence.items.start[i]);
+		uint64_t port;
+		if (!read_number(ld, item, rule, parse_whole_number, "an integer", &port))
+			continue;
+		uint32_t k = 0;
+		while (k < xdp->nports && xdp->ports[k] != port)
+			k++;
+		if (k < xdp->nports) {
+			report(ld, item, "%s: duplicate port %u (first at %u:%u)", rule->key,
+			       (unsigned)port, (unsigned)items[k]->start_mark.line + 1,
+			       (unsigned)items[k]->start_mark.column + 1);
+			continue;
+		}
+		items[xdp->nports] = item;
+		xdp->ports[xdp->nports++] = (uint16_t)port;
+	}
+}
+
+/* An absolute directory below "/", without ".." (the maps are pinned inside it). */
+static void parse_pin_path(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp *xdp = obj;
+	const char *s = expect_scalar(ld, v, rule->key);
+	if (!s || !check_path(ld, v, rule->key, s))
+		return;
+	if (strlen(s) > PIN_PATH_MAX) {
+		report(ld, v, "%s: longer than %u characters", rule->key, PIN_PATH_MAX);
+		return;
+	}
+	bool below_root = false, dot_dot = false;
+	for (const char *c = s + strspn(s, "/"); *c; c += strspn(c, "/")) {
+		size_t len = strcspn(c, "/");
+		dot_dot |= len == 2 && !strncmp(c, "..", 2);
+		below_root |= !(len == 1 && c[0] == '.');
+		c += len;
+	}
+	if (dot_dot) {
+		report(ld, v, "%s: '%s' must not contain '..'", rule->key, s);
+		return;
+	}
+	if (!below_root) {
+		report(ld, v, "%s: '%s' must be a directory below '/'", rule->key, s);
+		return;
+	}
+	free(xdp->pin_path);
+	xdp->pin_path = xstrdup(s);
+}
+
+static void parse_cidr(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp_policy *pol = obj;
+	const char *s = expect_scalar(ld, v, rule->key);
+	const char *why;
+	if (!s)
+		return;
+	if (!config_parse_cidr(s, pol->addr, &pol->prefixlen, &why)) {
+		report(ld, v, "%s: invalid CIDR '%s' (%s)", rule->key, s, why);
+		return;
+	}
+	pol->cidr = xstrdup(s);
+}
+
+static const struct rule policy_rules[] = {
+	{ .key = "cidr", .parse = parse_cidr, .required = true },
+	{ .key = "action", .parse = parse_enum, .words = policy_action_words,
+	  .offset = offsetof(struct rw_xdp_policy, action) },
+	{ .key = "rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp_policy, rate) },
+	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp_policy, burst) },
+	{ 0 }
+};
+
+/* Reads one policy: without action it is limit when a rate is given; rate and burst belong to
+ * limit only, which needs a rate; the burst defaults to twice the rate. */
+static void read_policy(struct loader *ld, yaml_node_t *map, const char *label,
+			struct rw_xdp_policy *pol)
+{
+	pol->action = ACTION_UNSET;
+	walk_mapping(ld, map, label, policy_rules, pol);
+	const yaml_node_pair_t *action = find_pair(ld, map, "action");
+	const yaml_node_pair_t *rate = find_pair(ld, map, "rate");
+	const yaml_node_pair_t *burst = find_pair(ld, map, "burst");
+	if (!action && !rate) {
+		report(ld, map, "%s: needs an action (allow, deny) or a rate (for action limit)",
+		       label);
+		return;
+	}
+	if (!action)
+		pol->action = RW_POLICY_LIMIT;
+	if (pol->action == ACTION_UNSET) /* an invalid action, reported */
+		return;
+	if (pol->action != RW_POLICY_LIMIT) {
+		const char *word = policy_action_words[pol->action];
+		if (rate)
+			report(ld, node(ld, rate->key), "rate: only applies to action limit, not %s",
+			       word);
+		if (burst)
+			report(ld, node(ld, burst->key), "burst: only applies to action limit, not %s",
+			       word);
+		return;
+	}
+	if (!rate)
+		report(ld, map, "%s: action limit needs a rate", label);
+	else if (!burst)
+		pol->burst = default_burst(pol->rate);
+}
+
+/* The value node of a read policy's cidr. */
+static const yaml_node_t *cidr_node(struct loader *ld, const yaml_node_t *seq, uint32_t index)
+{
+	const yaml_node_t *map = node(ld, seq->data.sequence.items.start[index]);
+	return node(ld, find_pair(ld, map, "cidr")->value);
+}
+
+/* Two policies for the same prefix (after mapping: 198.51.100.0/24 is ::ffff:198.51.100.0/120)
+ * are reported at the later one. */
+static void check_policy_unique(struct loader *ld, const struct rw_xdp *xdp,
+				const yaml_node_t *seq, uint32_t index)
+{
+	const struct rw_xdp_policy *pol = &xdp->policies[index];
+	for (uint32_t i = 0; i < index; i++) {
+		const struct rw_xdp_policy *earlier = &xdp->policies[i];
+		if (!earlier->cidr || earlier->prefixlen != pol->prefixlen ||
+		    memcmp(earlier->addr, pol->addr, sizeof pol->addr))
+			continue;
+		const yaml_node_t *first = cidr_node(ld, seq, i);
+		report(ld, cidr_node(ld, seq, index),
+		       "cidr: duplicate prefix '%s' (same as '%s' at %u:%u)", pol->cidr, earlier->cidr,
+		       (unsigned)first->start_mark.line + 1, (unsigned)first->start_mark.column + 1);
+		return;
+	}
+}
+
+static void parse_policies(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp *xdp = obj;
+	if (!expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	uint32_t n = item_count(v);
+	if (n > RW_XDP_MAX_POLICIES) {
+		report(ld, node(ld, v->data.sequence.items.start[RW_XDP_MAX_POLICIES]),
+		       "%s: more than %d policies", rule->key, RW_XDP_MAX_POLICIES);
+		n = RW_XDP_MAX_POLICIES;
+	}
+	xdp->npolicies = n;
+	xdp->policies = xcalloc(n, sizeof xdp->policies[0]);
+	for (uint32_t i = 0; i < n; i++) {
+		yaml_node_t *map = node(ld, v->data.sequence.items.start[i]);
+		if (!expect_kind(ld, map, YAML_MAPPING_NODE, rule->key))
+			continue;
+		char label[32];
+		snprintf(label, sizeof label, "policy #%u", i + 1);
+		read_policy(ld, map, label, &xdp->policies[i]);
+		if (xdp->policies[i].cidr)
+			check_policy_unique(ld, xdp, v, i);
+	}
+}
+
+static const struct rule xdp_rules[] = {
+	{ .key = "interface", .parse = parse_interface },
+	{ .key = "mode", .parse = parse_enum, .words = xdp_mode_words,
+	  .offset = offsetof(struct rw_xdp, mode) },
+	{ .key = "limit", .parse = parse_enum, .words = xdp_limit_words,
+	  .offset = offsetof(struct rw_xdp, limit) },
+	{ .key = "ports", .parse = parse_ports, .min = 1, .max = 65535 },
+	{ .key = "rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp, rate) },
+	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp, burst) },
+	{ .key = "required", .parse = parse_bool, .offset = offsetof(struct rw_xdp, required) },
+	{ .key = "pin_path", .parse = parse_pin_path },
+	{ .key = "max_sources", .parse = parse_u32, .min = 1024, .max = 16777216,
+	  .offset = offsetof(struct rw_xdp, max_sources) },
+	{ .key = "new_sources_per_second", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp, new_sources_per_second) },
+	{ .key = "fallback_rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp, fallback_rate) },
+	{ .key = "fallback_burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	  .offset = offsetof(struct rw_xdp, fallback_burst) },
+	{ .key = "policies", .parse = parse_policies },
+	{ 0 }
+};
+
+/* Present, the section turns the limiter on (mode auto) unless it says mode: off; everything in
+ * it is checked either way. */
+static void parse_xdp(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_xdp *xdp = &((struct rw_config *)obj)->xdp;
+	if (!expect_kind(ld, v, YAML_MAPPING_NODE, rule->key))
+		return;
+	xdp->mode = XDP_MODE_AUTO;
+	walk_mapping(ld, v, "xdp", xdp_rules, xdp);
+	if (xdp->mode != XDP_MODE_OFF && !find_pair(ld, v, "interface"))
+		report(ld, v, "xdp: missing required key 'interface' (or set mode: off)");
+	if (!find_pair(ld, v, "burst"))
+		xdp->burst = default_burst(xdp->rate);
+	if (!find_pair(ld, v, "fallback_burst"))
+		xdp->fallback_burst = default_burst(xdp->fallback_rate);
+}
+
 /* upstreams comes before frontends: routes look their upstream up by name. */
 static const struct rule top_rules[] = {
 	{ .key = "workers", .parse = parse_workers, .min = 1, .max = 256,
@@ -1057,6 +1375,7 @@ static const struct rule top_rules[] = {
 	{ .key = "limits", .parse = parse_limits },
 	{ .key = "upstreams", .parse = parse_upstreams, .required = true },
 	{ .key = "frontends", .parse = parse_frontends, .required = true },
+	{ .key = "xdp", .parse = parse_xdp },
 	{ 0 }
 };
 
@@ -1079,6 +1398,16 @@ static struct rw_config *new_config(const char *path)
 		.keepalive_timeout_ms = 60 * 1000,
 		.client_timeout_ms = 60 * 1000,
 		.max_connections = 65536,
+	};
+	cfg->xdp = (struct rw_xdp){ /* mode off: parse_xdp turns it on */
+		.limit = RW_LIMIT_SYN,
+		.pin_path = xstrdup(RW_XDP_PIN_DIR),
+		.rate = 200,
+		.burst = 400,
+		.max_sources = RW_XDP_DEFAULT_SOURCES,
+		.new_sources_per_second = 1000,
+		.fallback_rate = 100,
+		.fallback_burst = 200,
 	};
 	atomic_init(&cfg->refs, 1);
 	return cfg;
@@ -1114,6 +1443,11 @@ static void config_free(struct rw_config *cfg)
 		free(f->name);
 	}
 	free(cfg->frontends);
+	for (uint32_t i = 0; i < cfg->xdp.npolicies; i++)
+		free(cfg->xdp.policies[i].cidr);
+	free(cfg->xdp.policies);
+	free(cfg->xdp.interface);
+	free(cfg->xdp.pin_path);
 	free(cfg->access_log_path);
 	free(cfg->path);
 	free(cfg);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../bpf/limiter.h"
+
 struct router;
 
 struct rw_sockaddr {
@@ -63,6 +65,39 @@ struct rw_limits {
 
 enum rw_access_log { ACCESS_LOG_STDERR = 0, ACCESS_LOG_OFF, ACCESS_LOG_FILE };
 
+/* How the XDP limiter is attached: native tries the driver only, generic the kernel's generic
+ * hook only, auto native then generic; off does not load it. */
+enum rw_xdp_mode { XDP_MODE_OFF = 0, XDP_MODE_AUTO, XDP_MODE_NATIVE, XDP_MODE_GENERIC };
+
+/* One entry of xdp.policies: a key and value of the limiter's policy trie (bpf/limiter.h). */
+struct rw_xdp_policy {
+	char *cidr;         /* as written, for logs */
+	uint8_t addr[16];   /* network address; IPv4 mapped (::ffff:a.b.c.d) */
+	uint8_t prefixlen;  /* 0..128; an IPv4 prefix length + 96 */
+	uint8_t action;     /* enum rw_policy_action */
+	uint32_t rate;      /* RW_POLICY_LIMIT: packets per second per source */
+	uint32_t burst;     /* RW_POLICY_LIMIT */
+};
+
+/* The xdp section: the early per-source limiter, an XDP program on one interface. */
+struct rw_xdp {
+	uint8_t mode;       /* enum rw_xdp_mode; XDP_MODE_OFF when the section is absent */
+	uint8_t limit;      /* enum rw_xdp_limit */
+	bool required;      /* without BPF permission: refuse to start (else run without XDP) */
+	char *interface;    /* NULL only with XDP_MODE_OFF */
+	char *pin_path;     /* bpffs directory of the pinned maps */
+	uint16_t ports[RW_XDP_MAX_PORTS]; /* guarded destination ports */
+	uint32_t nports;    /* 0: every port */
+	uint32_t rate;      /* packets per second per source without a policy */
+	uint32_t burst;
+	uint32_t max_sources;            /* entries of the sources LRU */
+	uint32_t new_sources_per_second; /* admission budget per CPU */
+	uint32_t fallback_rate;          /* shared bucket of the sources over the budget */
+	uint32_t fallback_burst;
+	struct rw_xdp_policy *policies;
+	uint32_t npolicies;
+};
+
 struct rw_config {
 	char *path;
 	uint32_t workers;       /* 0: one per available core */
@@ -74,6 +109,7 @@ struct rw_config {
 	uint32_t nupstreams;
 	struct rw_frontend *frontends;
 	uint32_t nfrontends;
+	struct rw_xdp xdp;
 	atomic_uint refs;       /* holders of this snapshot; freed when it drops to 0 */
 };
 
@@ -102,5 +138,11 @@ bool config_parse_duration(const char *s, uint32_t *ms);
 
 /* Parses "127.0.0.1:80", "[::1]:8080" (numeric addresses only). Returns false if malformed. */
 bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out);
+
+/* Parses a prefix "198.51.100.0/24", "2001:db8::/32", or a bare address (/32, /128) into the
+ * policy trie's form: IPv4 mapped (::ffff:a.b.c.d) with its prefix length + 96. Returns false,
+ * leaving addr and prefixlen untouched, with a short reason in *why ("host bits set past /24");
+ * the reason stays valid until the thread's next call. */
+bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why);
 
 #endif

@@ -1,5 +1,6 @@
-/* main.c — the command line (run, check, --help, --version) and the process's signals: SIGTERM and
- * SIGINT drain and stop the workers. */
+/* main.c — the command line (run, check, limits, --help, --version) and the process's signals:
+ * SIGTERM and SIGINT drain and stop the workers. The XDP limiter is attached before the workers
+ * start and detached after they stop. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,18 +8,22 @@
 #include <string.h>
 
 #include "config.h"
+#include "limits_cmd.h"
 #include "log.h"
 #include "worker.h"
+#include "xdp.h"
 
 static void usage(FILE *to)
 {
 	fputs("usage: ringway run -c FILE [--log-level debug|info|warn|error]\n"
 	      "       ringway check -c FILE\n"
+	      "       ringway limits [--pin-path DIR | -c FILE] show|set|unset|top|stats ...\n"
 	      "       ringway --help | --version\n"
 	      "\n"
 	      "  run     run the gateway in the foreground (logs on stderr); SIGTERM or SIGINT\n"
 	      "          stops accepting, lets in-flight requests finish (drain_timeout), exits 0\n"
-	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n",
+	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n"
+	      "  limits  inspect and change the XDP limiter's pinned maps (ringway limits --help)\n",
 	      to);
 }
 
@@ -40,8 +45,14 @@ static int cmd_run(struct rw_config *cfg)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	struct xdp_plane *xdp = NULL;
+	if (xdp_start(&cfg->xdp, &xdp)) {
+		config_unref(cfg);
+		return 1;
+	}
 	struct worker_set ws = { 0 };
 	if (workers_start(&ws, cfg)) {
+		xdp_stop(xdp);
 		config_unref(cfg);
 		return 1;
 	}
@@ -53,6 +64,7 @@ static int cmd_run(struct rw_config *cfg)
 	sigwait(&set, &sig);
 	log_info("%s: draining (up to %u ms), then stopping", strsignal(sig), cfg->drain_timeout_ms);
 	workers_stop(&ws);
+	xdp_stop(xdp);
 	config_unref(cfg);
 	log_info("stopped");
 	return 0;
@@ -84,6 +96,8 @@ int main(int argc, char **argv)
 		printf("ringway %s\n", RINGWAY_VERSION);
 		return 0;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "limits"))
+		return limits_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)) {
 		if (argc >= 2)
 			fprintf(stderr, "ringway: unknown command '%s'\n", argv[1]);

@@ -1,6 +1,7 @@
 /* test_config.c — the configuration loader, through config_load_string: every field of a full
  * configuration, defaults, every class of error with its exact FILE:LINE:COL line, durations,
- * sizes, addresses, and route precedence through the routers it compiles. */
+ * sizes, addresses, CIDR prefixes, the xdp section, and route precedence through the routers it
+ * compiles. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -332,7 +333,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 {
 	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
-		      "access_log, drain_timeout, limits, upstreams, frontends)");
+		      "access_log, drain_timeout, limits, upstreams, frontends, xdp)");
 	EXPECT_ERRORS("limits:\n"
 		      "  max_header_bytes: 4096\n"
 		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
@@ -808,6 +809,487 @@ Test(config_scalars, sockaddr)
 		cr_assert_null(untouched.text);
 		cr_assert_eq(untouched.addrlen, 3);
 	}
+}
+
+static void expect_cidr(const char *s, const char *addr6, uint8_t prefixlen)
+{
+	uint8_t addr[16], want[16];
+	uint8_t len = 0xee;
+	const char *why = NULL;
+	cr_assert_eq(inet_pton(AF_INET6, addr6, want), 1);
+	cr_assert(config_parse_cidr(s, addr, &len, &why), "'%s': %s", s, why ? why : "?");
+	cr_assert_eq(memcmp(addr, want, sizeof want), 0, "'%s' is not %s", s, addr6);
+	cr_assert_eq(len, prefixlen, "'%s': prefix length %u", s, len);
+}
+
+static void expect_bad_cidr(const char *s, const char *reason)
+{
+	uint8_t addr[16] = { 7 };
+	uint8_t len = 0xee;
+	const char *why = NULL;
+	cr_assert_not(config_parse_cidr(s, addr, &len, &why), "'%s'", s);
+	cr_assert_not_null(why, "'%s'", s);
+	cr_assert_str_eq(why, reason, "'%s'", s);
+	cr_assert_eq(addr[0], 7, "'%s': address written", s);
+	cr_assert_eq(len, 0xee, "'%s': prefix length written", s);
+}
+
+Test(config_scalars, cidr)
+{
+	expect_cidr("198.51.100.0/24", "::ffff:198.51.100.0", 120);
+	expect_cidr("203.0.113.7", "::ffff:203.0.113.7", 128);
+	expect_cidr("203.0.113.7/32", "::ffff:203.0.113.7", 128);
+	expect_cidr("0.0.0.0/0", "::ffff:0.0.0.0", 96); /* every IPv4 source, no IPv6 one */
+	expect_cidr("10.0.0.0/8", "::ffff:10.0.0.0", 104);
+	expect_cidr("2001:db8::/32", "2001:db8::", 32);
+	expect_cidr("2001:db8::1", "2001:db8::1", 128);
+	expect_cidr("::/0", "::", 0);
+	expect_cidr("::ffff:198.51.100.0/120", "::ffff:198.51.100.0", 120);
+	expect_cidr("fe80::/10", "fe80::", 10);
+
+	expect_bad_cidr("198.51.100.1/24", "host bits set past /24");
+	expect_bad_cidr("2001:db8::1/32", "host bits set past /32");
+	expect_bad_cidr("1.0.0.0/0", "host bits set past /0");
+	expect_bad_cidr("::ffff:198.51.100.1/120", "host bits set past /120");
+	expect_bad_cidr("198.51.100.0/33", "prefix length out of range 0..32");
+	expect_bad_cidr("2001:db8::/129", "prefix length out of range 0..128");
+	expect_bad_cidr("10.0.0.0/99999999999999999999999", "prefix length out of range 0..32");
+	expect_bad_cidr("10.0.0.0/", "prefix length is not a number");
+	expect_bad_cidr("10.0.0.0/-8", "prefix length is not a number");
+	expect_bad_cidr("10.0.0.0/8/8", "prefix length is not a number");
+	expect_bad_cidr("10.0.0.0/ 8", "prefix length is not a number");
+	static const char *const not_addresses[] = {
+		"", "/24", "example.com/24", "10.0.0/8", "256.0.0.0/8", "10.0.0.0.0/8", " 10.0.0.0/8",
+		"fe80::1%eth0/128", "2001:db8:::/32", "[2001:db8::]/32", "garbage",
+		"0000:0000:0000:0000:0000:ffff:198.51.100.255:0/128",
+	};
+	for (size_t i = 0; i < sizeof not_addresses / sizeof not_addresses[0]; i++)
+		expect_bad_cidr(not_addresses[i], "not an IPv4 or IPv6 address");
+	expect_bad_cidr(NULL, "not an IPv4 or IPv6 address");
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* The xdp section */
+
+/* A valid configuration up to line 7, then "xdp:" on line 8; tests append its keys from line 9
+ * on, indented by 2. */
+#define XDP_HEAD UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp:\n"
+
+static void expect_policy(const struct rw_xdp_policy *pol, const char *cidr, const char *addr6,
+			  uint8_t prefixlen, uint8_t action, uint32_t rate, uint32_t burst)
+{
+	uint8_t want[16];
+	cr_assert_eq(inet_pton(AF_INET6, addr6, want), 1);
+	cr_assert_str_eq(pol->cidr, cidr);
+	cr_assert_eq(memcmp(pol->addr, want, sizeof want), 0, "%s", cidr);
+	cr_assert_eq(pol->prefixlen, prefixlen, "%s", cidr);
+	cr_assert_eq(pol->action, action, "%s", cidr);
+	cr_assert_eq(pol->rate, rate, "%s", cidr);
+	cr_assert_eq(pol->burst, burst, "%s", cidr);
+}
+
+Test(config_xdp, full_section_loads_every_field)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: eth0\n"
+		"  mode: native\n"
+		"  limit: all\n"
+		"  ports: [8080, 8443]\n"
+		"  rate: 300\n"
+		"  required: true\n"
+		"  pin_path: /sys/fs/bpf/ringway/test\n"
+		"  max_sources: 1024\n"
+		"  new_sources_per_second: 50\n"
+		"  fallback_rate: 10\n"
+		"  fallback_burst: 15\n"
+		"  policies:\n"
+		"    - {cidr: 198.51.100.0/24, action: deny}\n"
+		"    - {cidr: 2001:db8::/32, rate: 50, burst: 100}\n"
+		"    - {cidr: 203.0.113.7/32, action: allow}\n"
+		"    - {cidr: 192.0.2.0/25, rate: 7}\n"
+		"    - cidr: ::ffff:192.0.2.128/121\n"
+		"      action: limit\n"
+		"      rate: 100000000\n");
+	const struct rw_xdp *xdp = &cfg->xdp;
+	cr_assert_eq(xdp->mode, XDP_MODE_NATIVE);
+	cr_assert_eq(xdp->limit, RW_LIMIT_ALL);
+	cr_assert(xdp->required);
+	cr_assert_str_eq(xdp->interface, "eth0");
+	cr_assert_str_eq(xdp->pin_path, "/sys/fs/bpf/ringway/test");
+	cr_assert_eq(xdp->nports, 2);
+	cr_assert_eq(xdp->ports[0], 8080);
+	cr_assert_eq(xdp->ports[1], 8443);
+	cr_assert_eq(xdp->rate, 300);
+	cr_assert_eq(xdp->burst, 600, "burst defaults to twice the rate");
+	cr_assert_eq(xdp->max_sources, 1024);
+	cr_assert_eq(xdp->new_sources_per_second, 50);
+	cr_assert_eq(xdp->fallback_rate, 10);
+	cr_assert_eq(xdp->fallback_burst, 15);
+	cr_assert_eq(xdp->npolicies, 5);
+	expect_policy(&xdp->policies[0], "198.51.100.0/24", "::ffff:198.51.100.0", 120,
+		      RW_POLICY_DENY, 0, 0);
+	expect_policy(&xdp->policies[1], "2001:db8::/32", "2001:db8::", 32, RW_POLICY_LIMIT, 50, 100);
+	expect_policy(&xdp->policies[2], "203.0.113.7/32", "::ffff:203.0.113.7", 128,
+		      RW_POLICY_ALLOW, 0, 0);
+	expect_policy(&xdp->policies[3], "192.0.2.0/25", "::ffff:192.0.2.0", 121, RW_POLICY_LIMIT, 7,
+		      14);
+	expect_policy(&xdp->policies[4], "::ffff:192.0.2.128/121", "::ffff:192.0.2.128", 121,
+		      RW_POLICY_LIMIT, 100000000, 100000000);
+	config_unref(cfg);
+}
+
+Test(config_xdp, absent_section_is_off)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert_eq(cfg->xdp.mode, XDP_MODE_OFF);
+	cr_assert_null(cfg->xdp.interface);
+	cr_assert_eq(cfg->xdp.nports, 0);
+	cr_assert_eq(cfg->xdp.npolicies, 0);
+	config_unref(cfg);
+}
+
+Test(config_xdp, defaults_when_only_the_interface_is_given)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD "  interface: lo\n");
+	const struct rw_xdp *xdp = &cfg->xdp;
+	cr_assert_eq(xdp->mode, XDP_MODE_AUTO);
+	cr_assert_eq(xdp->limit, RW_LIMIT_SYN);
+	cr_assert_not(xdp->required);
+	cr_assert_str_eq(xdp->interface, "lo");
+	cr_assert_str_eq(xdp->pin_path, RW_XDP_PIN_DIR);
+	cr_assert_str_eq(xdp->pin_path, "/sys/fs/bpf/ringway/v1");
+	cr_assert_eq(xdp->nports, 0);
+	cr_assert_eq(xdp->rate, 200);
+	cr_assert_eq(xdp->burst, 400);
+	cr_assert_eq(xdp->max_sources, 131072);
+	cr_assert_eq(xdp->new_sources_per_second, 1000);
+	cr_assert_eq(xdp->fallback_rate, 100);
+	cr_assert_eq(xdp->fallback_burst, 200);
+	cr_assert_eq(xdp->npolicies, 0);
+	cr_assert_null(xdp->policies);
+	config_unref(cfg);
+}
+
+Test(config_xdp, bursts_default_to_twice_the_rate_at_most_the_maximum)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  rate: 100000000\n"
+		"  fallback_rate: 49999999\n"
+		"  policies:\n"
+		"    - {cidr: 10.0.0.0/8, rate: 60000000}\n"
+		"    - {cidr: 10.1.0.0/16, rate: 1, burst: 1}\n");
+	cr_assert_eq(cfg->xdp.burst, 100000000);
+	cr_assert_eq(cfg->xdp.fallback_burst, 99999998);
+	cr_assert_eq(cfg->xdp.policies[0].burst, 100000000);
+	cr_assert_eq(cfg->xdp.policies[1].burst, 1);
+	config_unref(cfg);
+
+	cfg = load_ok(XDP_HEAD "  {interface: lo, rate: 5, burst: 3, fallback_burst: 1}\n");
+	cr_assert_eq(cfg->xdp.rate, 5);
+	cr_assert_eq(cfg->xdp.burst, 3, "an explicit burst is kept, even below the rate");
+	cr_assert_eq(cfg->xdp.fallback_rate, 100);
+	cr_assert_eq(cfg->xdp.fallback_burst, 1);
+	config_unref(cfg);
+}
+
+Test(config_xdp, mode_off_needs_no_interface_and_other_modes_load)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD "  mode: off\n  rate: 10\n");
+	cr_assert_eq(cfg->xdp.mode, XDP_MODE_OFF);
+	cr_assert_null(cfg->xdp.interface);
+	cr_assert_eq(cfg->xdp.rate, 10);
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  {interface: enp3s0f1.100, mode: generic, limit: syn}\n");
+	cr_assert_eq(cfg->xdp.mode, XDP_MODE_GENERIC);
+	cr_assert_str_eq(cfg->xdp.interface, "enp3s0f1.100");
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  {interface: lo, mode: auto, required: false, ports: [65535, 1]}\n");
+	cr_assert_eq(cfg->xdp.mode, XDP_MODE_AUTO);
+	cr_assert_not(cfg->xdp.required);
+	cr_assert_eq(cfg->xdp.nports, 2);
+	cr_assert_eq(cfg->xdp.ports[0], 65535);
+	cr_assert_eq(cfg->xdp.ports[1], 1);
+	config_unref(cfg);
+}
+
+Test(config_xdp, block_style_ports_and_policies)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  ports:\n"
+		"    - 443\n"
+		"    - 80\n"
+		"  policies:\n"
+		"    - cidr: \"::/0\"\n"
+		"      action: deny\n"
+		"    - cidr: 0.0.0.0/0\n"
+		"      action: allow\n");
+	cr_assert_eq(cfg->xdp.nports, 2);
+	cr_assert_eq(cfg->xdp.ports[0], 443);
+	cr_assert_eq(cfg->xdp.ports[1], 80);
+	cr_assert_eq(cfg->xdp.npolicies, 2);
+	expect_policy(&cfg->xdp.policies[0], "::/0", "::", 0, RW_POLICY_DENY, 0, 0);
+	expect_policy(&cfg->xdp.policies[1], "0.0.0.0/0", "::ffff:0.0.0.0", 96, RW_POLICY_ALLOW, 0,
+		      0);
+	config_unref(cfg);
+}
+
+Test(config_xdp_errors, section_shape_and_unknown_keys)
+{
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  rat: 5\n",
+		      "t.yaml:10:3: xdp: unknown key 'rat' (valid keys: interface, mode, limit, ports, "
+		      "rate, burst, required, pin_path, max_sources, new_sources_per_second, "
+		      "fallback_rate, fallback_burst, policies)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp: on\n",
+		      "t.yaml:8:6: xdp: expected a mapping, got 'on'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp:\n",
+		      "t.yaml:8:5: xdp: expected a mapping, got an empty value");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  interface: eth0\n",
+		      "t.yaml:10:3: xdp: duplicate key 'interface' (first at 9:3)");
+}
+
+Test(config_xdp_errors, interface_required_unless_off_and_a_valid_name)
+{
+	EXPECT_ERRORS(XDP_HEAD "  rate: 5\n", "t.yaml:9:3: xdp: missing required key 'interface' "
+						 "(or set mode: off)");
+	EXPECT_ERRORS(XDP_HEAD "  mode: native\n", "t.yaml:9:3: xdp: missing required key "
+						      "'interface' (or set mode: off)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp: {}\n",
+		      "t.yaml:8:6: xdp: missing required key 'interface' (or set mode: off)");
+	static const struct { const char *yaml, *name; } bad[] = {
+		{ "eth0/1", "eth0/1" }, { "eth0:1", "eth0:1" }, { "\"eth 0\"", "eth 0" },
+		{ "\"eth\\t0\"", "eth\t0" }, { "\".\"", "." }, { "\"..\"", ".." }, { "\"\"", "" },
+		{ "abcdefghijklmnop", "abcdefghijklmnop" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char yaml[512], want[256];
+		snprintf(yaml, sizeof yaml, XDP_HEAD "  interface: %s\n", bad[i].yaml);
+		snprintf(want, sizeof want,
+			 "t.yaml:9:14: interface: invalid interface name '%s' (1..15 characters, no "
+			 "'/', ':' or spaces, not '.' or '..')",
+			 bad[i].name);
+		expect_errors(yaml, (const char *const[]){ want }, 1);
+	}
+	EXPECT_ERRORS(XDP_HEAD "  interface: [lo]\n",
+		      "t.yaml:9:14: interface: expected a scalar, got a sequence");
+	struct rw_config *cfg = load_ok(XDP_HEAD "  interface: abcdefghijklmno\n");
+	cr_assert_str_eq(cfg->xdp.interface, "abcdefghijklmno");
+	config_unref(cfg);
+}
+
+Test(config_xdp_errors, enums_booleans_and_numbers)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  mode: skb\n"
+		      "  limit: udp\n"
+		      "  required: yes\n"
+		      "  rate: fast\n"
+		      "  burst: 0\n"
+		      "  max_sources: 1023\n"
+		      "  new_sources_per_second: 100000001\n"
+		      "  fallback_rate: -1\n"
+		      "  fallback_burst: 2.5\n",
+		      "t.yaml:10:9: mode: invalid value 'skb' (expected one of off, auto, native, "
+		      "generic)",
+		      "t.yaml:11:10: limit: invalid value 'udp' (expected one of syn, all)",
+		      "t.yaml:12:13: required: expected true or false, got 'yes'",
+		      "t.yaml:13:9: rate: expected an integer, got 'fast'",
+		      "t.yaml:14:10: burst: 0 is out of range 1..100000000",
+		      "t.yaml:15:16: max_sources: 1023 is out of range 1024..16777216",
+		      "t.yaml:16:27: new_sources_per_second: 100000001 is out of range 1..100000000",
+		      "t.yaml:17:18: fallback_rate: -1 is out of range 1..100000000",
+		      "t.yaml:18:19: fallback_burst: expected an integer, got '2.5'");
+	EXPECT_ERRORS(XDP_HEAD "  {interface: lo, max_sources: 16777217, required: [true]}\n",
+		      "t.yaml:9:32: max_sources: 16777217 is out of range 1024..16777216",
+		      "t.yaml:9:52: required: expected a scalar, got a sequence");
+}
+
+Test(config_xdp_errors, mode_off_still_checks_the_section)
+{
+	EXPECT_ERRORS(XDP_HEAD "  mode: off\n  rate: 0\n  ports: []\n",
+		      "t.yaml:10:9: rate: 0 is out of range 1..100000000",
+		      "t.yaml:11:10: ports: empty list (leave 'ports' out to guard every port)");
+}
+
+Test(config_xdp_errors, ports)
+{
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  ports: [80, 0, 65536, http, 443, 80, 443, {a: 1}]\n",
+		      "t.yaml:10:15: ports: 0 is out of range 1..65535",
+		      "t.yaml:10:18: ports: 65536 is out of range 1..65535",
+		      "t.yaml:10:25: ports: expected an integer, got 'http'",
+		      "t.yaml:10:36: ports: duplicate port 80 (first at 10:11)",
+		      "t.yaml:10:40: ports: duplicate port 443 (first at 10:31)",
+		      "t.yaml:10:45: ports: expected a scalar, got a mapping");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  ports: 80\n",
+		      "t.yaml:10:10: ports: expected a sequence, got '80'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n"
+		      "  ports: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]\n",
+		      "t.yaml:10:66: ports: more than 16 ports");
+	struct rw_config *cfg = load_ok(XDP_HEAD "  interface: lo\n"
+		"  ports: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\n");
+	cr_assert_eq(cfg->xdp.nports, 16);
+	cr_assert_eq(cfg->xdp.ports[15], 16);
+	config_unref(cfg);
+}
+
+Test(config_xdp_errors, pin_path)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  pin_path: sys/fs/bpf/x\n",
+		      "t.yaml:10:13: pin_path: 'sys/fs/bpf/x' must start with '/'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  pin_path: /sys/fs/bpf/../x\n",
+		      "t.yaml:10:13: pin_path: '/sys/fs/bpf/../x' must not contain '..'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  pin_path: /..\n",
+		      "t.yaml:10:13: pin_path: '/..' must not contain '..'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  pin_path: /\n",
+		      "t.yaml:10:13: pin_path: '/' must be a directory below '/'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  pin_path: /././/\n",
+		      "t.yaml:10:13: pin_path: '/././/' must be a directory below '/'");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  pin_path: \"/sys/fs/bpf/a b\"\n",
+		      "t.yaml:10:13: pin_path: '/sys/fs/bpf/a b' must not contain spaces, control "
+		      "characters, '?' or '#'");
+	char yaml[1024], path[256];
+	memset(path, 'x', sizeof path);
+	path[0] = '/';
+	path[201] = 0;
+	snprintf(yaml, sizeof yaml, XDP_HEAD "  interface: lo\n  pin_path: %s\n", path);
+	EXPECT_ERRORS(yaml, "t.yaml:10:13: pin_path: longer than 200 characters");
+	path[200] = 0;
+	snprintf(yaml, sizeof yaml, XDP_HEAD "  interface: lo\n  pin_path: %s\n", path);
+	struct rw_config *cfg = load_ok(yaml);
+	cr_assert_str_eq(cfg->xdp.pin_path, path);
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  interface: lo\n  pin_path: /sys/fs/bpf/a..b/\n");
+	cr_assert_str_eq(cfg->xdp.pin_path, "/sys/fs/bpf/a..b/");
+	config_unref(cfg);
+}
+
+Test(config_xdp_errors, policy_values)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  policies:\n"
+		      "    - {cidr: 198.51.100.1/24, action: deny}\n"
+		      "    - {cidr: 10.0.0.0/33, action: allow}\n"
+		      "    - {cidr: example.com, action: allow}\n"
+		      "    - {cidr: 10.0.0.0/8, action: block}\n"
+		      "    - {cidr: 10.1.0.0/16, rate: 0, burst: many}\n"
+		      "    - {action: deny, colour: red}\n"
+		      "    - 10.2.0.0/16\n"
+		      "    - {cidr: [10.3.0.0/16], action: deny}\n",
+		      "t.yaml:11:14: cidr: invalid CIDR '198.51.100.1/24' (host bits set past /24)",
+		      "t.yaml:12:14: cidr: invalid CIDR '10.0.0.0/33' (prefix length out of range "
+		      "0..32)",
+		      "t.yaml:13:14: cidr: invalid CIDR 'example.com' (not an IPv4 or IPv6 address)",
+		      "t.yaml:14:34: action: invalid value 'block' (expected one of limit, allow, deny)",
+		      "t.yaml:15:33: rate: 0 is out of range 1..100000000",
+		      "t.yaml:15:43: burst: expected an integer, got 'many'",
+		      "t.yaml:16:7: policy #6: missing required key 'cidr'",
+		      "t.yaml:16:22: policy #6: unknown key 'colour' (valid keys: cidr, action, rate, "
+		      "burst)",
+		      "t.yaml:17:7: policies: expected a mapping, got '10.2.0.0/16'",
+		      "t.yaml:18:14: cidr: expected a scalar, got a sequence");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  policies: {cidr: 10.0.0.0/8}\n",
+		      "t.yaml:10:13: policies: expected a sequence, got a mapping");
+}
+
+Test(config_xdp_errors, policy_action_and_rate_go_together)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  policies:\n"
+		      "    - {cidr: 10.0.0.0/8}\n"
+		      "    - {cidr: 10.1.0.0/16, burst: 5}\n"
+		      "    - {cidr: 10.2.0.0/16, action: deny, rate: 5, burst: 10}\n"
+		      "    - {cidr: 10.3.0.0/16, action: allow, burst: 10}\n"
+		      "    - {cidr: 10.4.0.0/16, action: limit}\n"
+		      "    - {cidr: 10.5.0.0/16, action: limit, burst: 10}\n",
+		      "t.yaml:11:7: policy #1: needs an action (allow, deny) or a rate (for action "
+		      "limit)",
+		      "t.yaml:12:7: policy #2: needs an action (allow, deny) or a rate (for action "
+		      "limit)",
+		      "t.yaml:13:41: rate: only applies to action limit, not deny",
+		      "t.yaml:13:50: burst: only applies to action limit, not deny",
+		      "t.yaml:14:42: burst: only applies to action limit, not allow",
+		      "t.yaml:15:7: policy #5: action limit needs a rate",
+		      "t.yaml:16:7: policy #6: action limit needs a rate");
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  policies:\n"
+		"    - {cidr: 10.0.0.0/8, action: limit, rate: 9}\n");
+	expect_policy(&cfg->xdp.policies[0], "10.0.0.0/8", "::ffff:10.0.0.0", 104, RW_POLICY_LIMIT,
+		      9, 18);
+	config_unref(cfg);
+}
+
+Test(config_xdp_errors, duplicate_prefixes_after_mapping)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  policies:\n"
+		      "    - {cidr: 198.51.100.0/24, action: deny}\n"
+		      "    - {cidr: 198.51.100.0/25, action: allow}\n"
+		      "    - {cidr: 198.51.100.0/24, action: allow}\n"
+		      "    - cidr: ::ffff:198.51.100.0/120\n"
+		      "      rate: 5\n"
+		      "    - {cidr: 2001:db8::/32, action: deny}\n"
+		      "    - {cidr: 2001:0db8:0::/32, action: deny}\n"
+		      "    - {cidr: 198.51.100.128/25, action: deny}\n",
+		      "t.yaml:13:14: cidr: duplicate prefix '198.51.100.0/24' (same as "
+		      "'198.51.100.0/24' at 11:14)",
+		      "t.yaml:14:13: cidr: duplicate prefix '::ffff:198.51.100.0/120' (same as "
+		      "'198.51.100.0/24' at 11:14)",
+		      "t.yaml:17:14: cidr: duplicate prefix '2001:0db8:0::/32' (same as "
+		      "'2001:db8::/32' at 16:14)");
+}
+
+/* An xdp section with n deny policies for distinct /32s, the first on line 11; free it. */
+static char *xdp_with_policies(unsigned n)
+{
+	size_t cap = 128 + 48 * (size_t)n;
+	char *yaml = malloc(cap);
+	cr_assert_not_null(yaml);
+	int len = snprintf(yaml, cap, XDP_HEAD "  interface: lo\n  policies:\n");
+	for (unsigned i = 0; i < n; i++)
+		len += snprintf(yaml + len, cap - (size_t)len, "    - {cidr: 10.%u.%u.1, action: deny}\n",
+				i >> 8, i & 0xff);
+	return yaml;
+}
+
+Test(config_xdp_errors, at_most_4096_policies)
+{
+	char *yaml = xdp_with_policies(RW_XDP_MAX_POLICIES);
+	struct rw_config *cfg = load_ok(yaml);
+	cr_assert_eq(cfg->xdp.npolicies, RW_XDP_MAX_POLICIES);
+	expect_policy(&cfg->xdp.policies[4095], "10.15.255.1", "::ffff:10.15.255.1", 128,
+		      RW_POLICY_DENY, 0, 0);
+	config_unref(cfg);
+	free(yaml);
+
+	yaml = xdp_with_policies(RW_XDP_MAX_POLICIES + 1); /* the 4097th on line 11 + 4096 */
+	EXPECT_ERRORS(yaml, "t.yaml:4107:7: policies: more than 4096 policies");
+	free(yaml);
+}
+
+Test(config_xdp_errors, every_error_of_the_section_is_reported)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  mode: fast\n"
+		      "  ports: [22, 22]\n"
+		      "  burst: 1.5\n"
+		      "  policies:\n"
+		      "    - {cidr: 10.0.0.1/8, action: deny}\n"
+		      "    - {cidr: 10.0.0.0/8, action: deny, rate: 3}\n",
+		      "t.yaml:9:3: xdp: missing required key 'interface' (or set mode: off)",
+		      "t.yaml:9:9: mode: invalid value 'fast' (expected one of off, auto, native, "
+		      "generic)",
+		      "t.yaml:10:15: ports: duplicate port 22 (first at 10:11)",
+		      "t.yaml:11:10: burst: expected an integer, got '1.5'",
+		      "t.yaml:13:14: cidr: invalid CIDR '10.0.0.1/8' (host bits set past /8)",
+		      "t.yaml:14:40: rate: only applies to action limit, not deny");
 }
 
 /* ------------------------------------------------------------------------------------------- */

@@ -1,0 +1,351 @@
+/* limits_cmd.c — `ringway limits`: the operator's view of the XDP limiter, working on the pinned maps
+ * directly, so it works with or without a running gateway: show the knobs and policies, set or
+ * unset a CIDR policy, list the top sources, read the counters. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+
+#include "config.h"
+#include "limits_cmd.h"
+#include "xdp.h"
+
+static void usage(FILE *to)
+{
+	fputs("usage: ringway limits [--pin-path DIR | -c FILE] COMMAND\n"
+	      "  show                          the limiter's settings and CIDR policies\n"
+	      "  set CIDR --rate N [--burst N] each source in CIDR gets this rate (packets/s)\n"
+	      "  set CIDR --deny | --allow     drop every packet / bypass the limiter\n"
+	      "  unset CIDR                    remove the policy for exactly this CIDR\n"
+	      "  top [N]                       the N sources with the most drops (default 10)\n"
+	      "  stats                         the program's counters, all CPUs added up\n"
+	      "The maps are the ones pinned by the gateway (default " RW_XDP_PIN_DIR ", or\n"
+	      "xdp.pin_path of the configuration given with -c). A policy set here lasts until\n"
+	      "the gateway starts again and rewrites the policies from its configuration.\n",
+	      to);
+}
+
+static const char *action_name(uint32_t action)
+{
+	return action == RW_POLICY_ALLOW ? "allow" : action == RW_POLICY_DENY ? "deny" : "limit";
+}
+
+static int show(const struct xdp_maps *maps)
+{
+	uint32_t zero = 0;
+	struct rw_xdp_config c;
+	if (bpf_map_lookup_elem(maps->config, &zero, &c)) {
+		fprintf(stderr, "ringway limits: cannot read the config map: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("limit: %s\nrate: %u/s per source\nburst: %u\nports:",
+	       c.limit == RW_LIMIT_SYN ? "syn" : "all", c.rate, c.burst);
+	if (c.nports == 0)
+		printf(" all");
+	for (uint32_t i = 0; i < c.nports && i < RW_XDP_MAX_PORTS; i++)
+		printf("%s%u", i ? "," : " ", c.ports[i]);
+	printf("\nnew sources: %u/s per CPU, then the fallback bucket: %u/s burst %u\n",
+	       c.new_sources_per_cpu, c.fallback_rate, c.fallback_burst);
+
+	struct rw_policy_key key, next;
+	void *prev = NULL;
+	uint32_t n = 0;
+	while (bpf_map_get_next_key(maps->policy, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		struct rw_policy p;
+		if (bpf_map_lookup_elem(maps->policy, &key, &p))
+			continue;
+		char prefix[64];
+		xdp_format_prefix(key.addr, key.prefixlen, prefix, sizeof prefix, 0);
+		if (n++ == 0)
+			printf("policies:\n");
+		if (p.action == RW_POLICY_LIMIT)
+			printf("  %-43s rate %u/s burst %u\n", prefix, p.rate, p.burst);
+		else
+			printf("  %-43s %s\n", prefix, action_name(p.action));
+	}
+	if (n == 0)
+		printf("policies: none\n");
+	return 0;
+}
+
+static int parse_count(const char *s, const char *what, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || v > 100000000 || s[0] == '-') {
+		fprintf(stderr, "ringway limits: %s: expected a whole number 0..100000000, got '%s'\n",
+			what, s);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int read_cidr(const char *s, struct rw_policy_key *key)
+{
+	const char *why = NULL;
+	uint8_t len;
+	memset(key, 0, sizeof *key);
+	if (!config_parse_cidr(s, key->addr, &len, &why)) {
+		fprintf(stderr, "ringway limits: invalid CIDR '%s': %s\n", s, why);
+		return -1;
+	}
+	key->prefixlen = len;
+	return 0;
+}
+
+/* set CIDR (--rate N [--burst N] | --deny | --allow) */
+static int set(const struct xdp_maps *maps, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "rate", required_argument, NULL, 'r' }, { "burst", required_argument, NULL, 'b' },
+		{ "deny", no_argument, NULL, 'd' },       { "allow", no_argument, NULL, 'a' },
+		{ 0 },
+	};
+	struct rw_policy p = { .action = RW_POLICY_LIMIT };
+	int have_rate = 0, have_burst = 0, actions = 0, c;
+	optind = 0; /* 0: glibc starts a fresh scan */
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'r') {
+			if (parse_count(optarg, "--rate", &p.rate))
+				return 2;
+			have_rate = 1;
+		} else if (c == 'b') {
+			if (parse_count(optarg, "--burst", &p.burst))
+				return 2;
+			have_burst = 1;
+		} else if (c == 'd' || c == 'a') {
+			p.action = c == 'd' ? RW_POLICY_DENY : RW_POLICY_ALLOW;
+			actions++;
+		} else {
+			return 2;
+		}
+	}
+	if (optind != argc - 1 || actions + have_rate != 1 || (have_burst && !have_rate)) {
+		fprintf(stderr, "ringway limits set: give one CIDR and either --rate N [--burst N], "
+				"--deny or --allow\n");
+		return 2;
+	}
+	if (have_rate && !have_burst)
+		p.burst = p.rate * 2 > 100000000 ? 100000000 : p.rate * 2;
+	if (have_rate && p.burst == 0) {
+		fprintf(stderr, "ringway limits set: --burst must be at least 1\n");
+		return 2;
+	}
+	struct rw_policy_key key;
+	if (read_cidr(argv[optind], &key))
+		return 2;
+	if (bpf_map_update_elem(maps->policy, &key, &p, BPF_ANY)) {
+		fprintf(stderr, "ringway limits set: %s\n", strerror(errno));
+		return 1;
+	}
+	char prefix[64];
+	xdp_format_prefix(key.addr, key.prefixlen, prefix, sizeof prefix, 0);
+	if (p.action == RW_POLICY_LIMIT)
+		printf("%s: rate %u/s burst %u\n", prefix, p.rate, p.burst);
+	else
+		printf("%s: %s\n", prefix, action_name(p.action));
+	return 0;
+}
+
+static int unset(const struct xdp_maps *maps, int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "ringway limits unset: give one CIDR\n");
+		return 2;
+	}
+	struct rw_policy_key key;
+	if (read_cidr(argv[1], &key))
+		return 2;
+	char prefix[64];
+	xdp_format_prefix(key.addr, key.prefixlen, prefix, sizeof prefix, 0);
+	if (bpf_map_delete_elem(maps->policy, &key)) {
+		if (errno == ENOENT)
+			fprintf(stderr, "ringway limits unset: no policy for %s\n", prefix);
+		else
+			fprintf(stderr, "ringway limits unset: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("%s: removed\n", prefix);
+	return 0;
+}
+
+struct source_row {
+	struct rw_source_key key;
+	struct rw_source s;
+};
+
+static int by_drops(const void *a, const void *b)
+{
+	const struct rw_source *x = &((const struct source_row *)a)->s;
+	const struct rw_source *y = &((const struct source_row *)b)->s;
+	if (x->dropped != y->dropped)
+		return x->dropped < y->dropped ? 1 : -1;
+	if (x->passed != y->passed)
+		return x->passed < y->passed ? 1 : -1;
+	return 0;
+}
+
+static int top(const struct xdp_maps *maps, int argc, char **argv)
+{
+	uint32_t want = 10;
+	if (argc > 2 || (argc == 2 && (parse_count(argv[1], "N", &want) || want == 0))) {
+		fprintf(stderr, "ringway limits top: N must be a whole number above 0\n");
+		return 2;
+	}
+	size_t cap = 1024, n = 0;
+	struct source_row *rows = malloc(cap * sizeof *rows);
+	struct rw_source_key key, next;
+	void *prev = NULL;
+	while (rows && bpf_map_get_next_key(maps->sources, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (n == cap) {
+			struct source_row *more = realloc(rows, 2 * cap * sizeof *rows);
+			if (!more)
+				break;
+			rows = more;
+			cap *= 2;
+		}
+		rows[n].key = key;
+		if (bpf_map_lookup_elem(maps->sources, &key, &rows[n].s) == 0)
+			n++;
+	}
+	if (!rows) {
+		fprintf(stderr, "ringway limits top: out of memory\n");
+		return 1;
+	}
+	qsort(rows, n, sizeof *rows, by_drops);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	printf("%-40s %12s %12s %10s\n", "source", "passed", "dropped", "last seen");
+	for (size_t i = 0; i < n && i < want; i++) {
+		char addr[64];
+		xdp_format_prefix(rows[i].key.addr, 128, addr, sizeof addr, 1);
+		uint64_t ago = now_ns > rows[i].s.last_seen_ns ? now_ns - rows[i].s.last_seen_ns : 0;
+		printf("%-40s %12llu %12llu %8.1fs\n", addr, (unsigned long long)rows[i].s.passed,
+		       (unsigned long long)rows[i].s.dropped, (double)ago / 1e9);
+	}
+	printf("(%zu sources tracked)\n", n);
+	free(rows);
+	return 0;
+}
+
+static int stats(const struct xdp_maps *maps)
+{
+	struct rw_xdp_metrics m;
+	int rc = xdp_metrics_read(maps->metrics, &m);
+	if (rc) {
+		fprintf(stderr, "ringway limits stats: %s\n", strerror(-rc));
+		return 1;
+	}
+	const struct {
+		const char *name;
+		uint64_t value;
+	} rows[] = {
+		{ "passed_packets", m.passed_packets },
+		{ "passed_bytes", m.passed_bytes },
+		{ "rate_dropped_packets", m.rate_dropped_packets },
+		{ "rate_dropped_bytes", m.rate_dropped_bytes },
+		{ "deny_dropped_packets", m.deny_dropped_packets },
+		{ "deny_dropped_bytes", m.deny_dropped_bytes },
+		{ "policy_allowed", m.policy_allowed },
+		{ "parse_errors", m.parse_errors },
+		{ "new_sources", m.new_sources },
+		{ "admission_overflows", m.admission_overflows },
+		{ "sources_tracked", xdp_map_count(maps->sources, sizeof(struct rw_source_key)) },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		printf("%-22s %llu\n", rows[i].name, (unsigned long long)rows[i].value);
+	return 0;
+}
+
+/* The pin directory: --pin-path, else xdp.pin_path of -c FILE, else the default. */
+static int pin_dir_from_config(const char *path, char *out, size_t size)
+{
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = config_load_file(path, &errs);
+	for (uint32_t i = 0; i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.lines[i]);
+	config_errors_free(&errs);
+	if (!cfg)
+		return -1;
+	snprintf(out, size, "%s", cfg->xdp.pin_path ? cfg->xdp.pin_path : RW_XDP_PIN_DIR);
+	config_unref(cfg);
+	return 0;
+}
+
+int limits_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pin-path", required_argument, NULL, 'p' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char pin_dir[256] = RW_XDP_PIN_DIR;
+	int c;
+	optind = 0; /* 0: glibc starts a fresh scan */
+	/* "+": stop at the command, whose own options follow it. */
+	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		if (c == 'p') {
+			snprintf(pin_dir, sizeof pin_dir, "%s", optarg);
+		} else if (c == 'c') {
+			if (pin_dir_from_config(optarg, pin_dir, sizeof pin_dir))
+				return 1;
+		} else if (c == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[optind];
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	static const char *const commands[] = { "show", "set", "unset", "top", "stats" };
+	int known = 0;
+	for (size_t i = 0; i < 5; i++)
+		known |= strcmp(cmd, commands[i]) == 0;
+	if (!known) {
+		fprintf(stderr, "ringway limits: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return 2;
+	}
+	if ((!strcmp(cmd, "show") || !strcmp(cmd, "stats")) && sub_argc != 1) {
+		fprintf(stderr, "ringway limits %s: takes no arguments\n", cmd);
+		return 2;
+	}
+	struct xdp_maps maps;
+	char err[512];
+	if (xdp_maps_open(pin_dir, &maps, err, sizeof err)) {
+		fprintf(stderr, "ringway limits: %s\n", err);
+		return 1;
+	}
+	int rc;
+	if (!strcmp(cmd, "show"))
+		rc = show(&maps);
+	else if (!strcmp(cmd, "set"))
+		rc = set(&maps, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "unset"))
+		rc = unset(&maps, sub_argc, sub_argv);
+	else if (!strcmp(cmd, "top"))
+		rc = top(&maps, sub_argc, sub_argv);
+	else
+		rc = stats(&maps);
+	xdp_maps_close(&maps);
+	return rc;
+}

@@ -1,0 +1,49 @@
+/* xdp.h — the kernel plane seen from user space: the pinned maps of the XDP limiter (shared by
+ * the gateway and `ringway limits`), and the gateway's loader, which reuses those maps, rewrites
+ * config and policy from the configuration and attaches the program (native, else generic). */
+#ifndef RINGWAY_XDP_H
+#define RINGWAY_XDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limiter.h"
+
+struct rw_xdp;
+
+/* File descriptors of the pinned maps; -1 where not open. */
+struct xdp_maps {
+	int config, policy, sources, metrics;
+};
+
+/* Opens the maps pinned under pin_dir. Returns 0, or -errno with a message in err. */
+int xdp_maps_open(const char *pin_dir, struct xdp_maps *maps, char *err, size_t errlen);
+void xdp_maps_close(struct xdp_maps *maps);
+
+/* Adds the per-CPU metrics up. Returns 0 or -errno. */
+int xdp_metrics_read(int metrics_fd, struct rw_xdp_metrics *sum);
+
+/* Counts the entries of a hash or LRU map by walking its keys. */
+uint64_t xdp_map_count(int fd, size_t key_size);
+
+/* Replaces every policy with the given ones. Returns 0 or -errno. */
+struct rw_xdp_policy;
+int xdp_policies_replace(int policy_fd, const struct rw_xdp_policy *policies, uint32_t n);
+
+/* "198.51.100.0/24" for a mapped IPv4 prefix (length - 96), "2001:db8::/32" otherwise. With
+ * prefixlen 128 (or 32 for IPv4) and no_full_length, the bare address. */
+void xdp_format_prefix(const uint8_t addr[16], uint32_t prefixlen, char *buf, size_t size,
+		       int no_full_length);
+
+/* The running limiter of a gateway. */
+struct xdp_plane;
+
+/* Loads and attaches the limiter as cfg says. Returns 0 with *plane set (or NULL when XDP is off
+ * or not permitted and not required; the latter is logged once); -1 when the gateway must not
+ * start (logged). */
+int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **plane);
+
+/* Logs the counters, detaches the program and closes the maps; the pins stay. NULL is fine. */
+void xdp_stop(struct xdp_plane *plane);
+
+#endif
