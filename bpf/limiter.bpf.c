@@ -145,8 +145,9 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3
 	__u8 next = ip6->nexthdr;
 	void *cursor = ip6 + 1;
 
+	/* One turn per extension header, and one more for the transport header. */
 #pragma unroll
-	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+	for (int i = 0; i <= MAX_IPV6_EXT_HEADERS; i++) {
 		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
 			struct ipv6_ext *ext = cursor;
 			if ((void *)(ext + 1) > end)
@@ -163,10 +164,12 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3
 			struct ipv6_fragment *frag = cursor;
 			if ((void *)(frag + 1) > end)
 				return PARSE_ERROR;
-			pkt->fragment = true;
+			/* An atomic fragment (offset 0, M clear) is a whole packet (RFC 8200). */
+			__u16 frag_off = bpf_ntohs(frag->frag_off);
+			pkt->fragment = (frag_off & 0xfff9) != 0;
 			next = frag->nexthdr;
 			cursor = frag + 1;
-			if (bpf_ntohs(frag->frag_off) & 0xfff8) {
+			if (frag_off & 0xfff8) {
 				pkt->protocol = next;
 				return PARSED_IP; /* not the first fragment */
 			}
@@ -216,16 +219,16 @@ static __always_inline bool port_guarded(const struct rw_xdp_config *cfg, __u16 
 	return false;
 }
 
-/* Does this packet meet the limiter? Fragments always do (only the first carries ports, and
- * fragments are how floods hide); otherwise mode and ports decide. */
+/* Does this packet meet the limiter? Every fragment does, first or not, whatever its port (only
+ * the first carries ports, and fragments are how floods hide); otherwise mode and ports decide. */
 static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struct packet *pkt)
 {
-	if (pkt->fragment && !pkt->has_ports)
+	if (pkt->fragment)
 		return true;
 	if (pkt->has_ports) {
 		if (!port_guarded(cfg, pkt->dport))
 			return false;
-		return cfg->limit == RW_LIMIT_ALL || pkt->syn || pkt->fragment;
+		return cfg->limit == RW_LIMIT_ALL || pkt->syn;
 	}
 	return cfg->limit == RW_LIMIT_ALL && cfg->nports == 0;
 }
@@ -339,7 +342,8 @@ int ringway_xdp(struct xdp_md *ctx)
 	} else if (rate == 0) {
 		goto pass; /* no default limit configured */
 	}
-	if (!source_conforms(cfg, m, &pkt, rate, burst)) {
+	/* A policy of rate 0 drops without spending a sources entry or admission budget. */
+	if (rate == 0 || !source_conforms(cfg, m, &pkt, rate, burst)) {
 		m->rate_dropped_packets++;
 		m->rate_dropped_bytes += bytes;
 		return XDP_DROP;
