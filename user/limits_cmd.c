@@ -29,6 +29,17 @@ static void usage(FILE *to)
 	      to);
 }
 
+/* Opens the pinned maps, after a command has checked its arguments. Returns 0, or 1 (the exit
+ * code) with the reason printed. */
+static int open_maps(const char *pin_dir, struct xdp_maps *maps)
+{
+	char err[512];
+	if (xdp_maps_open(pin_dir, maps, err, sizeof err) == 0)
+		return 0;
+	fprintf(stderr, "ringway limits: %s\n", err);
+	return 1;
+}
+
 static const char *action_name(uint32_t action)
 {
 	return action == RW_POLICY_ALLOW ? "allow" : action == RW_POLICY_DENY ? "deny" : "limit";
@@ -102,7 +113,7 @@ static int read_cidr(const char *s, struct rw_policy_key *key)
 }
 
 /* set CIDR (--rate N [--burst N] | --deny | --allow) */
-static int set(const struct xdp_maps *maps, int argc, char **argv)
+static int set(const char *pin_dir, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "rate", required_argument, NULL, 'r' }, { "burst", required_argument, NULL, 'b' },
@@ -125,12 +136,18 @@ static int set(const struct xdp_maps *maps, int argc, char **argv)
 			p.action = c == 'd' ? RW_POLICY_DENY : RW_POLICY_ALLOW;
 			actions++;
 		} else {
+			fprintf(stderr, "ringway limits set: unknown option '%s'\n", argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (optind != argc - 1 || actions + have_rate != 1 || (have_burst && !have_rate)) {
 		fprintf(stderr, "ringway limits set: give one CIDR and either --rate N [--burst N], "
 				"--deny or --allow\n");
+		return 2;
+	}
+	if (have_rate && p.rate == 0) {
+		fprintf(stderr, "ringway limits set: --rate must be at least 1 (--deny drops every "
+				"packet)\n");
 		return 2;
 	}
 	if (have_rate && !have_burst)
@@ -140,10 +157,16 @@ static int set(const struct xdp_maps *maps, int argc, char **argv)
 		return 2;
 	}
 	struct rw_policy_key key;
+	struct xdp_maps maps;
 	if (read_cidr(argv[optind], &key))
 		return 2;
-	if (bpf_map_update_elem(maps->policy, &key, &p, BPF_ANY)) {
-		fprintf(stderr, "ringway limits set: %s\n", strerror(errno));
+	if (open_maps(pin_dir, &maps))
+		return 1;
+	int failed = bpf_map_update_elem(maps.policy, &key, &p, BPF_ANY);
+	int e = errno;
+	xdp_maps_close(&maps);
+	if (failed) {
+		fprintf(stderr, "ringway limits set: %s\n", strerror(e));
 		return 1;
 	}
 	char prefix[64];
@@ -155,22 +178,28 @@ static int set(const struct xdp_maps *maps, int argc, char **argv)
 	return 0;
 }
 
-static int unset(const struct xdp_maps *maps, int argc, char **argv)
+static int unset(const char *pin_dir, int argc, char **argv)
 {
 	if (argc != 2) {
 		fprintf(stderr, "ringway limits unset: give one CIDR\n");
 		return 2;
 	}
 	struct rw_policy_key key;
+	struct xdp_maps maps;
 	if (read_cidr(argv[1], &key))
 		return 2;
+	if (open_maps(pin_dir, &maps))
+		return 1;
 	char prefix[64];
 	xdp_format_prefix(key.addr, key.prefixlen, prefix, sizeof prefix, 0);
-	if (bpf_map_delete_elem(maps->policy, &key)) {
-		if (errno == ENOENT)
+	int failed = bpf_map_delete_elem(maps.policy, &key);
+	int e = errno;
+	xdp_maps_close(&maps);
+	if (failed) {
+		if (e == ENOENT)
 			fprintf(stderr, "ringway limits unset: no policy for %s\n", prefix);
 		else
-			fprintf(stderr, "ringway limits unset: %s\n", strerror(errno));
+			fprintf(stderr, "ringway limits unset: %s\n", strerror(e));
 		return 1;
 	}
 	printf("%s: removed\n", prefix);
@@ -193,18 +222,21 @@ static int by_drops(const void *a, const void *b)
 	return 0;
 }
 
-static int top(const struct xdp_maps *maps, int argc, char **argv)
+static int top(const char *pin_dir, int argc, char **argv)
 {
 	uint32_t want = 10;
 	if (argc > 2 || (argc == 2 && (parse_count(argv[1], "N", &want) || want == 0))) {
 		fprintf(stderr, "ringway limits top: N must be a whole number above 0\n");
 		return 2;
 	}
+	struct xdp_maps maps;
+	if (open_maps(pin_dir, &maps))
+		return 1;
 	size_t cap = 1024, n = 0;
 	struct source_row *rows = malloc(cap * sizeof *rows);
 	struct rw_source_key key, next;
 	void *prev = NULL;
-	while (rows && bpf_map_get_next_key(maps->sources, prev, &next) == 0) {
+	while (rows && bpf_map_get_next_key(maps.sources, prev, &next) == 0) {
 		key = next;
 		prev = &key;
 		if (n == cap) {
@@ -215,9 +247,10 @@ static int top(const struct xdp_maps *maps, int argc, char **argv)
 			cap *= 2;
 		}
 		rows[n].key = key;
-		if (bpf_map_lookup_elem(maps->sources, &key, &rows[n].s) == 0)
+		if (bpf_map_lookup_elem(maps.sources, &key, &rows[n].s) == 0)
 			n++;
 	}
+	xdp_maps_close(&maps);
 	if (!rows) {
 		fprintf(stderr, "ringway limits top: out of memory\n");
 		return 1;
@@ -294,6 +327,7 @@ int limits_main(int argc, char **argv)
 	char pin_dir[256] = RW_XDP_PIN_DIR;
 	int c;
 	optind = 0; /* 0: glibc starts a fresh scan */
+	opterr = 0; /* unknown options are reported below, as ringway limits */
 	/* "+": stop at the command, whose own options follow it. */
 	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		if (c == 'p') {
@@ -305,6 +339,7 @@ int limits_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else {
+			fprintf(stderr, "ringway limits: unknown option '%s'\n", argv[optind - 1]);
 			usage(stderr);
 			return 2;
 		}
@@ -329,23 +364,16 @@ int limits_main(int argc, char **argv)
 		fprintf(stderr, "ringway limits %s: takes no arguments\n", cmd);
 		return 2;
 	}
+	if (!strcmp(cmd, "set"))
+		return set(pin_dir, sub_argc, sub_argv);
+	if (!strcmp(cmd, "unset"))
+		return unset(pin_dir, sub_argc, sub_argv);
+	if (!strcmp(cmd, "top"))
+		return top(pin_dir, sub_argc, sub_argv);
 	struct xdp_maps maps;
-	char err[512];
-	if (xdp_maps_open(pin_dir, &maps, err, sizeof err)) {
-		fprintf(stderr, "ringway limits: %s\n", err);
+	if (open_maps(pin_dir, &maps))
 		return 1;
-	}
-	int rc;
-	if (!strcmp(cmd, "show"))
-		rc = show(&maps);
-	else if (!strcmp(cmd, "set"))
-		rc = set(&maps, sub_argc, sub_argv);
-	else if (!strcmp(cmd, "unset"))
-		rc = unset(&maps, sub_argc, sub_argv);
-	else if (!strcmp(cmd, "top"))
-		rc = top(&maps, sub_argc, sub_argv);
-	else
-		rc = stats(&maps);
+	int rc = !strcmp(cmd, "show") ? show(&maps) : stats(&maps);
 	xdp_maps_close(&maps);
 	return rc;
 }

@@ -5,6 +5,7 @@
  * Also the pinned-map helpers that `ringway limits` shares. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/capability.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
 #include <net/if.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -160,16 +162,33 @@ struct xdp_plane {
 	char pin_dir[256];
 };
 
-/* libbpf's own lines: the last warning is kept to explain a failure in one line of ours. */
-static char libbpf_last_warning[256];
+/* libbpf's own lines: the first warning (the cause; later ones only say that loading failed) is
+ * kept to explain a failure in one line of ours. */
+static char libbpf_first_warning[256];
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_WARN) {
-		vsnprintf(libbpf_last_warning, sizeof libbpf_last_warning, fmt, ap);
-		libbpf_last_warning[strcspn(libbpf_last_warning, "\n")] = 0;
+	if (level == LIBBPF_WARN && !libbpf_first_warning[0]) {
+		char line[sizeof libbpf_first_warning];
+		vsnprintf(line, sizeof line, fmt, ap);
+		line[strcspn(line, "\n")] = 0;
+		const char *text = strncmp(line, "libbpf: ", 8) == 0 ? line + 8 : line;
+		snprintf(libbpf_first_warning, sizeof libbpf_first_warning, "%s", text);
 	}
 	return 0;
+}
+
+/* Whether this process may load and attach an XDP program: CAP_NET_ADMIN, and CAP_BPF (or
+ * CAP_SYS_ADMIN, which older kernels ask for). Checked before anything is created or changed. */
+static int may_load_xdp(void)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { 0 };
+	if (syscall(SYS_capget, &header, data))
+		return 0;
+#define HAS_CAP(cap) ((data[(cap) / 32].effective >> ((cap) % 32)) & 1)
+	return HAS_CAP(CAP_NET_ADMIN) && (HAS_CAP(CAP_BPF) || HAS_CAP(CAP_SYS_ADMIN));
+#undef HAS_CAP
 }
 
 static int is_bpffs(const char *path)
@@ -211,6 +230,14 @@ static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not on a bpf filesystem (mount -t bpf bpf %s)", dir,
 			 BPFFS_ROOT);
 		return -ENOTSUP;
+	}
+	/* Someone else's directory could have its pins swapped under us. */
+	struct stat st;
+	if (stat(dir, &st) == 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen, "%s belongs to uid %u, not to this process (uid %u): remove it "
+			 "or choose another xdp.pin_path", dir, (unsigned)st.st_uid,
+			 (unsigned)geteuid());
+		return -EEXIST;
 	}
 	return 0;
 }
@@ -304,10 +331,23 @@ static void plane_free(struct xdp_plane *plane)
  * permission). */
 static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, size_t errlen)
 {
+	if (!may_load_xdp()) {
+		snprintf(err, errlen, "uid %u lacks CAP_BPF or CAP_NET_ADMIN", (unsigned)geteuid());
+		return -EPERM;
+	}
 	int ifindex = (int)if_nametoindex(cfg->interface);
 	if (!ifindex) {
 		snprintf(err, errlen, "xdp.interface '%s': no such interface", cfg->interface);
 		return -ENODEV;
+	}
+	/* Before any pin or map is touched: another program there may be another gateway, using
+	 * these very maps. */
+	uint32_t attached = 0;
+	if (bpf_xdp_query_id(ifindex, 0, &attached) == 0 && attached) {
+		snprintf(err, errlen,
+			 "%s already has an XDP program (id %u; another gateway? see `bpftool net "
+			 "show dev %s`)", cfg->interface, attached, cfg->interface);
+		return -EBUSY;
 	}
 	int rc = prepare_pin_dir(cfg->pin_path, err, errlen);
 	if (rc)
@@ -327,13 +367,23 @@ static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, si
 		if (pinned[i] == plane->skel->maps.sources)
 			reused_sources = reused;
 	}
-	libbpf_last_warning[0] = 0;
+	libbpf_first_warning[0] = 0;
 	rc = limiter__load(plane->skel);
 	if (rc) {
 		snprintf(err, errlen, "cannot load the XDP program: %s%s%s", strerror(-rc),
-			 libbpf_last_warning[0] ? " — libbpf: " : "", libbpf_last_warning);
+			 libbpf_first_warning[0] ? " (libbpf: " : "", libbpf_first_warning);
+		if (libbpf_first_warning[0])
+			snprintf(err + strlen(err), errlen - strlen(err), ")");
 		return rc;
 	}
+	/* Attached first, then configured: a start that cannot attach changes nothing, and until
+	 * the maps are written the program goes on with the knobs of the last run. */
+	const char *mode_name = "native";
+	int fd = attach_in_mode(cfg, bpf_program__fd(plane->skel->progs.ringway_xdp), ifindex,
+				&mode_name, err, errlen);
+	if (fd < 0)
+		return fd;
+	plane->link_fd = fd;
 	struct rw_xdp_config knobs;
 	write_config(cfg, &knobs);
 	uint32_t zero = 0;
@@ -346,12 +396,6 @@ static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, si
 			 strerror(-rc));
 		return rc;
 	}
-	const char *mode_name = "native";
-	int fd = attach_in_mode(cfg, bpf_program__fd(plane->skel->progs.ringway_xdp), ifindex,
-				&mode_name, err, errlen);
-	if (fd < 0)
-		return fd;
-	plane->link_fd = fd;
 	uint64_t kept = reused_sources ? xdp_map_count(bpf_map__fd(plane->skel->maps.sources),
 						       sizeof(struct rw_source_key)) : 0;
 	log_info("xdp: limiter attached to %s in %s mode: %s, %u/s burst %u per source, %u "
@@ -384,11 +428,15 @@ int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **out)
 		return 0;
 	}
 	plane_free(plane);
-	if ((rc == -EPERM || rc == -EACCES) && !cfg->required) {
-		log_warn("xdp: no permission to load the limiter (%s); running without it "
-			 "(needs CAP_BPF, CAP_NET_ADMIN; set xdp.required: true to refuse to start)",
-			 err);
-		return 0;
+	if (rc == -EPERM || rc == -EACCES) {
+		if (!cfg->required) {
+			log_warn("xdp: no permission to load the limiter (%s); running without it "
+				 "(xdp.required: true refuses to start instead)", err);
+			return 0;
+		}
+		log_error("xdp: no permission to load the limiter (%s), and xdp.required is true: "
+			  "not starting", err);
+		return -1;
 	}
 	log_error("xdp: %s", err);
 	return -1;
@@ -398,9 +446,11 @@ void xdp_stop(struct xdp_plane *plane)
 {
 	if (!plane)
 		return;
+	close(plane->link_fd); /* detached: the counters below are final */
+	plane->link_fd = -1;
 	struct rw_xdp_metrics m;
 	if (xdp_metrics_read(bpf_map__fd(plane->skel->maps.metrics), &m) == 0)
-		log_info("xdp: detaching from %s; counters (kept in %s): passed %llu, dropped by "
+		log_info("xdp: detached from %s; counters (kept in %s): passed %llu, dropped by "
 			 "rate %llu, by deny %llu, allowed by policy %llu, parse errors %llu, new "
 			 "sources %llu, admission overflows %llu", plane->interface, plane->pin_dir,
 			 (unsigned long long)m.passed_packets,
