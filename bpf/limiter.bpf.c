@@ -89,6 +89,7 @@ enum parse_result { PARSED_IP, NOT_IP, PARSE_ERROR };
 /* What the limiter needs to know of one packet. */
 struct packet {
 	struct rw_source_key source;
+	bool has_source; /* the source address was read (a parse error may come after it) */
 	__u8 protocol;  /* of the transport header, when known */
 	bool has_ports; /* a TCP/UDP header was read: dport and syn are valid */
 	bool fragment;  /* any fragment, first or not */
@@ -128,6 +129,7 @@ static __always_inline enum parse_result parse_ipv4(struct packet *pkt, void *l3
 	pkt->source.addr[10] = 0xff;
 	pkt->source.addr[11] = 0xff;
 	__builtin_memcpy(&pkt->source.addr[12], &ip->saddr, 4);
+	pkt->has_source = true;
 	pkt->protocol = ip->protocol;
 	__u16 frag = bpf_ntohs(ip->frag_off);
 	pkt->fragment = (frag & 0x3fff) != 0; /* MF set or a non-zero offset */
@@ -142,6 +144,7 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3
 	if ((void *)(ip6 + 1) > end || ip6->version != 6)
 		return PARSE_ERROR;
 	__builtin_memcpy(pkt->source.addr, &ip6->saddr, 16);
+	pkt->has_source = true;
 	__u8 next = ip6->nexthdr;
 	void *cursor = ip6 + 1;
 
@@ -220,10 +223,13 @@ static __always_inline bool port_guarded(const struct rw_xdp_config *cfg, __u16 
 }
 
 /* Does this packet meet the limiter? Every fragment does, first or not, whatever its port (only
- * the first carries ports, and fragments are how floods hide); otherwise mode and ports decide. */
-static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struct packet *pkt)
+ * the first carries ports, and fragments are how floods hide), and so does a malformed packet
+ * whose source was read (the stack may still take it: malformation is no way around the
+ * limiter); otherwise mode and ports decide. */
+static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struct packet *pkt,
+				    enum parse_result parsed)
 {
-	if (pkt->fragment)
+	if (pkt->fragment || parsed == PARSE_ERROR)
 		return true;
 	if (pkt->has_ports) {
 		if (!port_guarded(cfg, pkt->dport))
@@ -235,7 +241,9 @@ static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struc
 
 /* GCRA: a packet conforms when the theoretical arrival time, pushed one interval on, stays
  * within burst intervals of now. Exact across CPUs: the new time is stored by compare-and-swap,
- * and a packet that loses every race is limited. */
+ * and a packet that loses every race is limited. A time beyond now + burst intervals (left by a
+ * larger rate or burst before a policy changed) is brought back to it: an empty bucket, never
+ * less, so raising a limit never keeps a source blocked on the old one. */
 static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, __u32 burst)
 {
 	if (rate == 0)
@@ -244,9 +252,15 @@ static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, 
 	__u64 tolerance = interval * (burst ? burst : 1);
 	for (int i = 0; i < GCRA_CAS_TRIES; i++) {
 		__u64 tat = *(volatile __u64 *)tat_ns;
-		__u64 next = (tat > now ? tat : now) + interval;
-		if (next - now > tolerance)
+		__u64 base = tat > now ? tat : now;
+		if (base - now > tolerance)
+			base = now + tolerance;
+		__u64 next = base + interval;
+		if (next - now > tolerance) {
+			if (base != tat)
+				__sync_val_compare_and_swap(tat_ns, tat, base);
 			return false;
+		}
 		if (__sync_val_compare_and_swap(tat_ns, tat, next) == tat)
 			return true;
 	}
@@ -270,6 +284,31 @@ static __always_inline bool admit_new_source(const struct rw_xdp_config *cfg, __
 	return true;
 }
 
+/* The bucket key of a source: its address, or for IPv6 with ipv6_source_prefix below 128 its
+ * prefix (one host's /64 holds more addresses than any table). */
+static __always_inline void bucket_key(const struct rw_xdp_config *cfg,
+				       const struct rw_source_key *source, struct rw_source_key *key)
+{
+	*key = *source;
+	__u32 prefix = cfg->ipv6_source_prefix;
+	if (prefix == 0 || prefix >= 128)
+		return;
+	__u8 mapped = source->addr[10] & source->addr[11]; /* 0xff for ::ffff:a.b.c.d */
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		mapped = source->addr[i] ? 0 : mapped;
+	if (mapped == 0xff)
+		return; /* IPv4 */
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		int bits = (int)prefix - 8 * i;
+		if (bits <= 0)
+			key->addr[i] = 0;
+		else if (bits < 8)
+			key->addr[i] &= (__u8)(0xff << (8 - bits));
+	}
+}
+
 /* Judges a guarded packet by its source's bucket; a source not seen before is added if the
  * admission budget allows, else judged by the shared fallback bucket. */
 static __always_inline bool source_conforms(const struct rw_xdp_config *cfg,
@@ -277,7 +316,9 @@ static __always_inline bool source_conforms(const struct rw_xdp_config *cfg,
 					    __u32 rate, __u32 burst)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct rw_source *src = bpf_map_lookup_elem(&sources, &pkt->source);
+	struct rw_source_key key;
+	bucket_key(cfg, &pkt->source, &key);
+	struct rw_source *src = bpf_map_lookup_elem(&sources, &key);
 	if (!src) {
 		if (!admit_new_source(cfg, now)) {
 			__u32 zero = 0;
@@ -287,9 +328,9 @@ static __always_inline bool source_conforms(const struct rw_xdp_config *cfg,
 						   cfg->fallback_burst);
 		}
 		struct rw_source fresh = { .first_seen_ns = now, .last_seen_ns = now };
-		if (bpf_map_update_elem(&sources, &pkt->source, &fresh, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(&sources, &key, &fresh, BPF_NOEXIST) == 0)
 			m->new_sources++;
-		src = bpf_map_lookup_elem(&sources, &pkt->source);
+		src = bpf_map_lookup_elem(&sources, &key);
 		if (!src)
 			return true; /* evicted at once by other CPUs: let this one through */
 	}
@@ -318,7 +359,7 @@ int ringway_xdp(struct xdp_md *ctx)
 	enum parse_result parsed = parse_packet(&pkt, data, end);
 	if (parsed == PARSE_ERROR)
 		m->parse_errors++;
-	if (parsed != PARSED_IP)
+	if (!pkt.has_source)
 		goto pass;
 
 	struct rw_policy_key key = { .prefixlen = 128 };
@@ -329,7 +370,7 @@ int ringway_xdp(struct xdp_md *ctx)
 		m->deny_dropped_bytes += bytes;
 		return XDP_DROP;
 	}
-	if (!guarded(cfg, &pkt))
+	if (!guarded(cfg, &pkt, parsed))
 		goto pass;
 	__u32 rate = cfg->rate, burst = cfg->burst;
 	if (pol) {

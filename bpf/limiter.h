@@ -27,6 +27,7 @@ struct rw_xdp_config {
 	__u32 new_sources_per_cpu; /* admission budget: new sources per second per CPU */
 	__u32 fallback_rate;       /* shared bucket for sources over the admission budget */
 	__u32 fallback_burst;
+	__u32 ipv6_source_prefix;  /* IPv6 sources share a bucket per prefix this long (0: 128) */
 	__u32 nports;              /* 0: every destination port is guarded */
 	__u16 ports[RW_XDP_MAX_PORTS]; /* host byte order */
 };

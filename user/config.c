@@ -452,6 +452,15 @@ bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out)
 	return true;
 }
 
+/* Whether the first len bits of addr equal those of net. */
+static bool prefix_holds(const uint8_t net[16], unsigned len, const uint8_t addr[16])
+{
+	for (unsigned bit = 0; bit < len; bit++)
+		if ((net[bit / 8] ^ addr[bit / 8]) & (0x80 >> (bit % 8)))
+			return false;
+	return true;
+}
+
 bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why)
 {
 	static _Thread_local char reason[32]; /* "host bits set past /N" */
@@ -484,6 +493,14 @@ bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, cons
 			*why = reason;
 			return false;
 		}
+	}
+	/* IPv4 sources are matched as ::ffff:a.b.c.d: an IPv6 prefix shorter than /96 that holds
+	 * that range (::/0 does) would cover every IPv4 source too. */
+	static const uint8_t mapped_range[16] = { [10] = 0xff, [11] = 0xff };
+	if (v6 && len < 96 && prefix_holds(net, (unsigned)len, mapped_range)) {
+		*why = "an IPv6 prefix this short also covers every IPv4 source (matched as "
+		       "::ffff:0:0/96): name the IPv6 ranges meant, e.g. 2000::/3";
+		return false;
 	}
 	memcpy(addr, net, sizeof net);
 	*prefixlen = (uint8_t)mapped_len;
@@ -1102,7 +1119,8 @@ static void parse_frontends(struct loader *ld, yaml_node_t *v, void *obj, const 
  * XDP limiter
  */
 
-#define XDP_RATE_MAX 100000000u
+#define XDP_RATE_MAX 1000000u    /* the bucket's interval is whole nanoseconds: exact to 0.1% */
+#define XDP_COUNT_MAX 100000000u /* bursts and the admission budget */
 #define PIN_PATH_MAX 200u
 #define ACTION_UNSET 0xff /* rw_xdp_policy.action until its action is known */
 
@@ -1110,10 +1128,10 @@ static const char *const xdp_mode_words[] = { "off", "auto", "native", "generic"
 static const char *const xdp_limit_words[] = { "syn", "all", NULL };
 static const char *const policy_action_words[] = { "limit", "allow", "deny", NULL };
 
-/* Two seconds' worth of a rate, at most XDP_RATE_MAX: the burst when none is given. */
+/* Two seconds' worth of a rate: the burst when none is given. */
 static uint32_t default_burst(uint32_t rate)
 {
-	return rate > XDP_RATE_MAX / 2 ? XDP_RATE_MAX : rate * 2;
+	return rate * 2;
 }
 
 /* As the kernel's dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace (and
@@ -1232,7 +1250,7 @@ static const struct rule policy_rules[] = {
 	  .offset = offsetof(struct rw_xdp_policy, action) },
 	{ .key = "rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
 	  .offset = offsetof(struct rw_xdp_policy, rate) },
-	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_COUNT_MAX,
 	  .offset = offsetof(struct rw_xdp_policy, burst) },
 	{ 0 }
 };
@@ -1332,18 +1350,20 @@ static const struct rule xdp_rules[] = {
 	{ .key = "ports", .parse = parse_ports, .min = 1, .max = 65535 },
 	{ .key = "rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
 	  .offset = offsetof(struct rw_xdp, rate) },
-	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	{ .key = "burst", .parse = parse_u32, .min = 1, .max = XDP_COUNT_MAX,
 	  .offset = offsetof(struct rw_xdp, burst) },
 	{ .key = "required", .parse = parse_bool, .offset = offsetof(struct rw_xdp, required) },
 	{ .key = "pin_path", .parse = parse_pin_path },
 	{ .key = "max_sources", .parse = parse_u32, .min = 1024, .max = 16777216,
 	  .offset = offsetof(struct rw_xdp, max_sources) },
-	{ .key = "new_sources_per_second", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	{ .key = "new_sources_per_second", .parse = parse_u32, .min = 1, .max = XDP_COUNT_MAX,
 	  .offset = offsetof(struct rw_xdp, new_sources_per_second) },
 	{ .key = "fallback_rate", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
 	  .offset = offsetof(struct rw_xdp, fallback_rate) },
-	{ .key = "fallback_burst", .parse = parse_u32, .min = 1, .max = XDP_RATE_MAX,
+	{ .key = "fallback_burst", .parse = parse_u32, .min = 1, .max = XDP_COUNT_MAX,
 	  .offset = offsetof(struct rw_xdp, fallback_burst) },
+	{ .key = "ipv6_source_prefix", .parse = parse_u32, .min = 32, .max = 128,
+	  .offset = offsetof(struct rw_xdp, ipv6_source_prefix) },
 	{ .key = "policies", .parse = parse_policies },
 	{ 0 }
 };
@@ -1406,6 +1426,7 @@ static struct rw_config *new_config(const char *path)
 		.burst = 400,
 		.max_sources = RW_XDP_DEFAULT_SOURCES,
 		.new_sources_per_second = 1000,
+		.ipv6_source_prefix = 128,
 		.fallback_rate = 100,
 		.fallback_burst = 200,
 	};

@@ -94,6 +94,7 @@ struct rw_xdp {
 	uint32_t new_sources_per_second; /* admission budget per CPU */
 	uint32_t fallback_rate;          /* shared bucket of the sources over the budget */
 	uint32_t fallback_burst;
+	uint32_t ipv6_source_prefix;     /* IPv6 sources share a bucket per prefix this long */
 	struct rw_xdp_policy *policies;
 	uint32_t npolicies;
 };

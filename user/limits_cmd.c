@@ -61,6 +61,8 @@ static int show(const struct xdp_maps *maps)
 		printf("%s%u", i ? "," : " ", c.ports[i]);
 	printf("\nnew sources: %u/s per CPU, then the fallback bucket: %u/s burst %u\n",
 	       c.new_sources_per_cpu, c.fallback_rate, c.fallback_burst);
+	printf("ipv6 sources: one bucket per /%u\n",
+	       c.ipv6_source_prefix && c.ipv6_source_prefix < 128 ? c.ipv6_source_prefix : 128);
 
 	struct rw_policy_key key, next;
 	void *prev = NULL;
@@ -85,14 +87,18 @@ static int show(const struct xdp_maps *maps)
 	return 0;
 }
 
-static int parse_count(const char *s, const char *what, uint32_t *out)
+#define RATE_MAX 1000000u    /* as xdp.rate: the bucket's interval is whole nanoseconds */
+#define COUNT_MAX 100000000u /* as xdp.burst */
+
+/* A whole number 0..max, digits only. */
+static int parse_count(const char *s, const char *what, uint32_t max, uint32_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || v > 100000000 || s[0] == '-') {
-		fprintf(stderr, "ringway limits: %s: expected a whole number 0..100000000, got '%s'\n",
-			what, s);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || v > max) {
+		fprintf(stderr, "ringway limits: %s: expected a whole number 0..%u, got '%s'\n",
+			what, max, s);
 		return -1;
 	}
 	*out = (uint32_t)v;
@@ -125,11 +131,11 @@ static int set(const char *pin_dir, int argc, char **argv)
 	optind = 0; /* 0: glibc starts a fresh scan */
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'r') {
-			if (parse_count(optarg, "--rate", &p.rate))
+			if (parse_count(optarg, "--rate", RATE_MAX, &p.rate))
 				return 2;
 			have_rate = 1;
 		} else if (c == 'b') {
-			if (parse_count(optarg, "--burst", &p.burst))
+			if (parse_count(optarg, "--burst", COUNT_MAX, &p.burst))
 				return 2;
 			have_burst = 1;
 		} else if (c == 'd' || c == 'a') {
@@ -151,7 +157,7 @@ static int set(const char *pin_dir, int argc, char **argv)
 		return 2;
 	}
 	if (have_rate && !have_burst)
-		p.burst = p.rate * 2 > 100000000 ? 100000000 : p.rate * 2;
+		p.burst = p.rate * 2;
 	if (have_rate && p.burst == 0) {
 		fprintf(stderr, "ringway limits set: --burst must be at least 1\n");
 		return 2;
@@ -211,64 +217,107 @@ struct source_row {
 	struct rw_source s;
 };
 
-static int by_drops(const void *a, const void *b)
+/* Ranks sources by drops, then by packets passed. */
+static int ranks_below(const struct source_row *a, const struct source_row *b)
 {
-	const struct rw_source *x = &((const struct source_row *)a)->s;
-	const struct rw_source *y = &((const struct source_row *)b)->s;
-	if (x->dropped != y->dropped)
-		return x->dropped < y->dropped ? 1 : -1;
-	if (x->passed != y->passed)
-		return x->passed < y->passed ? 1 : -1;
-	return 0;
+	if (a->s.dropped != b->s.dropped)
+		return a->s.dropped < b->s.dropped;
+	return a->s.passed < b->s.passed;
+}
+
+/* The N highest-ranked sources seen so far: a min-heap, its lowest-ranked at the root. */
+struct top_heap {
+	struct source_row *rows;
+	size_t n, cap;
+	uint64_t seen;
+};
+
+static void sift_down(struct top_heap *h, size_t i)
+{
+	for (;;) {
+		size_t low = i, l = 2 * i + 1, r = l + 1;
+		if (l < h->n && ranks_below(&h->rows[l], &h->rows[low]))
+			low = l;
+		if (r < h->n && ranks_below(&h->rows[r], &h->rows[low]))
+			low = r;
+		if (low == i)
+			return;
+		struct source_row t = h->rows[i];
+		h->rows[i] = h->rows[low];
+		h->rows[low] = t;
+		i = low;
+	}
+}
+
+static void offer(const struct rw_source_key *key, const struct rw_source *value, void *ctx)
+{
+	struct top_heap *h = ctx;
+	struct source_row row = { .key = *key, .s = *value };
+	h->seen++;
+	if (h->n < h->cap) {
+		size_t i = h->n++;
+		h->rows[i] = row;
+		while (i && ranks_below(&h->rows[i], &h->rows[(i - 1) / 2])) {
+			struct source_row t = h->rows[i];
+			h->rows[i] = h->rows[(i - 1) / 2];
+			h->rows[(i - 1) / 2] = t;
+			i = (i - 1) / 2;
+		}
+	} else if (h->cap && ranks_below(&h->rows[0], &row)) {
+		h->rows[0] = row;
+		sift_down(h, 0);
+	}
+}
+
+static int by_rank(const void *a, const void *b)
+{
+	return ranks_below(a, b) ? 1 : ranks_below(b, a) ? -1 : 0;
 }
 
 static int top(const char *pin_dir, int argc, char **argv)
 {
 	uint32_t want = 10;
-	if (argc > 2 || (argc == 2 && (parse_count(argv[1], "N", &want) || want == 0))) {
-		fprintf(stderr, "ringway limits top: N must be a whole number above 0\n");
+	if (argc > 2 || (argc == 2 && parse_count(argv[1], "N", COUNT_MAX, &want)))
+		return 2;
+	if (want == 0) {
+		fprintf(stderr, "ringway limits top: N must be above 0\n");
 		return 2;
 	}
 	struct xdp_maps maps;
 	if (open_maps(pin_dir, &maps))
 		return 1;
-	size_t cap = 1024, n = 0;
-	struct source_row *rows = malloc(cap * sizeof *rows);
-	struct rw_source_key key, next;
-	void *prev = NULL;
-	while (rows && bpf_map_get_next_key(maps.sources, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (n == cap) {
-			struct source_row *more = realloc(rows, 2 * cap * sizeof *rows);
-			if (!more)
-				break;
-			rows = more;
-			cap *= 2;
-		}
-		rows[n].key = key;
-		if (bpf_map_lookup_elem(maps.sources, &key, &rows[n].s) == 0)
-			n++;
-	}
+	uint32_t zero = 0;
+	struct rw_xdp_config c = { 0 };
+	bpf_map_lookup_elem(maps.config, &zero, &c);
+	struct top_heap heap = { .cap = want < 65536 ? want : 65536 };
+	heap.rows = calloc(heap.cap, sizeof *heap.rows);
+	int rc = heap.rows ? xdp_sources_walk(maps.sources, offer, &heap) : -ENOMEM;
 	xdp_maps_close(&maps);
-	if (!rows) {
-		fprintf(stderr, "ringway limits top: out of memory\n");
+	if (rc) {
+		fprintf(stderr, "ringway limits top: %s\n", strerror(-rc));
+		free(heap.rows);
 		return 1;
 	}
-	qsort(rows, n, sizeof *rows, by_drops);
+	qsort(heap.rows, heap.n, sizeof *heap.rows, by_rank);
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	/* IPv6 sources aggregated per prefix show as that prefix */
+	uint32_t v6_len = c.ipv6_source_prefix && c.ipv6_source_prefix < 128 ? c.ipv6_source_prefix
+									      : 128;
 	printf("%-40s %12s %12s %10s\n", "source", "passed", "dropped", "last seen");
-	for (size_t i = 0; i < n && i < want; i++) {
+	for (size_t i = 0; i < heap.n; i++) {
+		const struct source_row *r = &heap.rows[i];
 		char addr[64];
-		xdp_format_prefix(rows[i].key.addr, 128, addr, sizeof addr, 1);
-		uint64_t ago = now_ns > rows[i].s.last_seen_ns ? now_ns - rows[i].s.last_seen_ns : 0;
-		printf("%-40s %12llu %12llu %8.1fs\n", addr, (unsigned long long)rows[i].s.passed,
-		       (unsigned long long)rows[i].s.dropped, (double)ago / 1e9);
+		static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+		int v4 = memcmp(r->key.addr, mapped, 12) == 0;
+		xdp_format_prefix(r->key.addr, v4 ? 128 : v6_len, addr, sizeof addr, 1);
+		uint64_t ago = now_ns > r->s.last_seen_ns ? now_ns - r->s.last_seen_ns : 0;
+		printf("%-40s %12llu %12llu %8.1fs\n", addr, (unsigned long long)r->s.passed,
+		       (unsigned long long)r->s.dropped, (double)ago / 1e9);
 	}
-	printf("(%zu sources tracked)\n", n);
-	free(rows);
+	printf("(%llu sources tracked)\n", (unsigned long long)heap.seen);
+	free(heap.rows);
 	return 0;
 }
 
@@ -294,7 +343,7 @@ static int stats(const struct xdp_maps *maps)
 		{ "parse_errors", m.parse_errors },
 		{ "new_sources", m.new_sources },
 		{ "admission_overflows", m.admission_overflows },
-		{ "sources_tracked", xdp_map_count(maps->sources, sizeof(struct rw_source_key)) },
+		{ "sources_tracked", xdp_sources_count(maps->sources) },
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
 		printf("%-22s %llu\n", rows[i].name, (unsigned long long)rows[i].value);

@@ -10,9 +10,11 @@
 #include <linux/magic.h>
 #include <net/if.h>
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -97,18 +99,39 @@ int xdp_metrics_read(int metrics_fd, struct rw_xdp_metrics *sum)
 	return 0;
 }
 
-uint64_t xdp_map_count(int fd, size_t key_size)
+#define WALK_BATCH 4096 /* entries per syscall */
+
+int xdp_sources_walk(int sources_fd, xdp_source_fn *fn, void *ctx)
 {
-	unsigned char key[64], next[64];
-	if (key_size > sizeof key)
-		return 0;
-	uint64_t n = 0;
-	void *prev = NULL;
-	while (bpf_map_get_next_key(fd, prev, next) == 0) {
-		n++;
-		memcpy(key, next, key_size);
-		prev = key;
+	struct rw_source_key *keys = malloc(WALK_BATCH * sizeof *keys);
+	struct rw_source *values = malloc(WALK_BATCH * sizeof *values);
+	int rc = keys && values ? 0 : -ENOMEM;
+	uint32_t token, *from = NULL; /* a hash map's batch position is a bucket number */
+	while (rc == 0) {
+		uint32_t count = WALK_BATCH;
+		int done = bpf_map_lookup_batch(sources_fd, from, &token, keys, values, &count, NULL);
+		int e = done ? errno : 0;
+		for (uint32_t i = 0; i < count; i++)
+			fn(&keys[i], &values[i], ctx);
+		if (done)
+			rc = e == ENOENT ? 1 : -e; /* ENOENT: the last batch */
+		from = &token;
 	}
+	free(keys);
+	free(values);
+	return rc < 0 ? rc : 0;
+}
+
+static void count_source(const struct rw_source_key *key, const struct rw_source *value,
+			 void *ctx)
+{
+	(*(uint64_t *)ctx)++;
+}
+
+uint64_t xdp_sources_count(int sources_fd)
+{
+	uint64_t n = 0;
+	xdp_sources_walk(sources_fd, count_source, &n);
 	return n;
 }
 
@@ -158,6 +181,7 @@ void xdp_format_prefix(const uint8_t addr[16], uint32_t prefixlen, char *buf, si
 struct xdp_plane {
 	struct limiter *skel;
 	int link_fd;
+	int lock_fd; /* the pin directory, flock()ed for the gateway's life */
 	char interface[IF_NAMESIZE];
 	char pin_dir[256];
 };
@@ -197,8 +221,10 @@ static int is_bpffs(const char *path)
 	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
 }
 
-/* Makes the pin directory, mounting bpffs on /sys/fs/bpf first if nothing is mounted there.
- * Returns 0 or -errno with a message. */
+/* Makes the pin directory (mounting bpffs on /sys/fs/bpf first if nothing is mounted there; no
+ * directory is made anywhere but in a bpf filesystem) and locks it for this gateway's life, so
+ * two gateways never share their maps. Returns the locked directory's fd, or -errno with a
+ * message. */
 static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 {
 	if (strncmp(dir, BPFFS_ROOT "/", sizeof BPFFS_ROOT) == 0 && !is_bpffs(BPFFS_ROOT)) {
@@ -211,6 +237,16 @@ static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 		log_info("xdp: mounted the bpf filesystem on %s", BPFFS_ROOT);
 	}
 	char path[256];
+	snprintf(path, sizeof path, "%s", dir);
+	struct stat st;
+	char *cut; /* up to the deepest part of the path that exists */
+	while (stat(path, &st) && errno == ENOENT && (cut = strrchr(path, '/')) && cut > path)
+		*cut = 0;
+	if (!is_bpffs(path)) {
+		snprintf(err, errlen, "%s is not on a bpf filesystem (mount -t bpf bpf %s)", dir,
+			 BPFFS_ROOT);
+		return -ENOTSUP;
+	}
 	snprintf(path, sizeof path, "%s", dir);
 	for (char *p = path + 1;; p++) {
 		if (*p != '/' && *p != 0)
@@ -226,20 +262,26 @@ static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 		if (!c)
 			break;
 	}
-	if (!is_bpffs(dir)) {
-		snprintf(err, errlen, "%s is not on a bpf filesystem (mount -t bpf bpf %s)", dir,
-			 BPFFS_ROOT);
-		return -ENOTSUP;
-	}
 	/* Someone else's directory could have its pins swapped under us. */
-	struct stat st;
 	if (stat(dir, &st) == 0 && st.st_uid != geteuid()) {
 		snprintf(err, errlen, "%s belongs to uid %u, not to this process (uid %u): remove it "
 			 "or choose another xdp.pin_path", dir, (unsigned)st.st_uid,
 			 (unsigned)geteuid());
 		return -EEXIST;
 	}
-	return 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen, "%s is in use by another gateway (each needs its own "
+				 "xdp.pin_path)", dir);
+		else
+			snprintf(err, errlen, "cannot lock %s: %s", dir, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		return -(e == EWOULDBLOCK ? EBUSY : e);
+	}
+	return fd;
 }
 
 /* Points the map at its pin; a pin of another shape (key, value, size, flags) is removed first,
@@ -278,6 +320,7 @@ static void write_config(const struct rw_xdp *cfg, struct rw_xdp_config *out)
 		.new_sources_per_cpu = cfg->new_sources_per_second,
 		.fallback_rate = cfg->fallback_rate,
 		.fallback_burst = cfg->fallback_burst,
+		.ipv6_source_prefix = cfg->ipv6_source_prefix,
 		.nports = cfg->nports,
 	};
 	for (uint32_t i = 0; i < cfg->nports && i < RW_XDP_MAX_PORTS; i++)
@@ -324,6 +367,8 @@ static void plane_free(struct xdp_plane *plane)
 	if (plane->link_fd >= 0)
 		close(plane->link_fd);
 	limiter__destroy(plane->skel);
+	if (plane->lock_fd >= 0)
+		close(plane->lock_fd);
 	free(plane);
 }
 
@@ -350,8 +395,9 @@ static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, si
 		return -EBUSY;
 	}
 	int rc = prepare_pin_dir(cfg->pin_path, err, errlen);
-	if (rc)
+	if (rc < 0)
 		return rc;
+	plane->lock_fd = rc;
 	plane->skel = limiter__open();
 	if (!plane->skel) {
 		rc = -errno;
@@ -396,8 +442,8 @@ static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, si
 			 strerror(-rc));
 		return rc;
 	}
-	uint64_t kept = reused_sources ? xdp_map_count(bpf_map__fd(plane->skel->maps.sources),
-						       sizeof(struct rw_source_key)) : 0;
+	uint64_t kept = reused_sources ? xdp_sources_count(bpf_map__fd(plane->skel->maps.sources))
+				       : 0;
 	log_info("xdp: limiter attached to %s in %s mode: %s, %u/s burst %u per source, %u "
 		 "port(s)%s, %u policies; maps pinned in %s (%s, %llu sources kept)",
 		 cfg->interface, mode_name, cfg->limit == RW_LIMIT_SYN ? "new TCP connections" :
@@ -419,6 +465,7 @@ int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **out)
 		return -1;
 	}
 	plane->link_fd = -1;
+	plane->lock_fd = -1;
 	snprintf(plane->interface, sizeof plane->interface, "%s", cfg->interface);
 	snprintf(plane->pin_dir, sizeof plane->pin_dir, "%s", cfg->pin_path);
 	char err[512];

@@ -23,8 +23,11 @@ void xdp_maps_close(struct xdp_maps *maps);
 /* Adds the per-CPU metrics up. Returns 0 or -errno. */
 int xdp_metrics_read(int metrics_fd, struct rw_xdp_metrics *sum);
 
-/* Counts the entries of a hash or LRU map by walking its keys. */
-uint64_t xdp_map_count(int fd, size_t key_size);
+/* Calls fn for every entry of the sources map, read in batches. Returns 0 or -errno. */
+typedef void xdp_source_fn(const struct rw_source_key *key, const struct rw_source *value,
+			   void *ctx);
+int xdp_sources_walk(int sources_fd, xdp_source_fn *fn, void *ctx);
+uint64_t xdp_sources_count(int sources_fd);
 
 /* Replaces every policy with the given ones. Returns 0 or -errno. */
 struct rw_xdp_policy;

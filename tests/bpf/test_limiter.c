@@ -708,21 +708,30 @@ Test(limiter, ipv6_chain_of_eight_extension_headers_is_parsed)
 						.new_sources = 1 });
 }
 
-Test(limiter, ipv6_chain_longer_than_eight_is_a_parse_error)
+/* A longer chain is a parse error, but its source was read: the stack may still take the SYN
+ * behind it, so the source's deny policy and bucket apply all the same. */
+Test(limiter, ipv6_chain_longer_than_eight_is_a_parse_error_and_still_limited)
 {
 	set_config(guarding(RW_LIMIT_SYN, 1, 5));
+	add_policy("2001:db8:9::66/128", RW_POLICY_DENY, 0, 0);
 	const uint8_t nine[9] = { IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, IPPROTO_DSTOPTS,
 				  IPPROTO_DSTOPTS, IPPROTO_DSTOPTS, IPPROTO_DSTOPTS,
 				  IPPROTO_DSTOPTS, IPPROTO_DSTOPTS, IPPROTO_DSTOPTS };
-	struct frame syn = { 0 };
+	struct frame syn = { 0 }, denied = { 0 };
 	l2_l3(&syn, 0, "2001:db8:9::1");
 	ipv6_chain(&syn, nine, 9);
 	tcp(&syn, GUARDED_PORT, TCP_SYN);
+	l2_l3(&denied, 0, "2001:db8:9::66");
+	ipv6_chain(&denied, nine, 9);
+	tcp(&denied, GUARDED_PORT, TCP_SYN);
 
-	expect(&syn, 10, XDP_PASS);
+	expect(&syn, 5, XDP_PASS);
+	expect(&syn, 5, XDP_DROP);
+	expect(&denied, 3, XDP_DROP);
 
-	expect_metrics((struct rw_xdp_metrics){ .passed_packets = 10, .parse_errors = 10 });
-	cr_expect_eq(source_count(), 0);
+	expect_metrics((struct rw_xdp_metrics){ .passed_packets = 5, .rate_dropped_packets = 5,
+						.deny_dropped_packets = 3, .parse_errors = 13,
+						.new_sources = 1 });
 }
 
 Test(limiter, malformed_ip_headers_are_parse_errors_and_pass)
@@ -753,7 +762,8 @@ Test(limiter, malformed_ip_headers_are_parse_errors_and_pass)
 }
 
 /* Every prefix of a valid frame passes; exactly the prefixes shorter than `parsed` (the bytes the
- * program must read) are parse errors, and the longer ones meet the limiter. */
+ * program must read) are parse errors, and every prefix that carries the whole IP header (so its
+ * source was read) meets the limiter, parse error or not. */
 Test(limiter, truncated_frames_at_every_length_pass)
 {
 	struct {
@@ -823,8 +833,11 @@ Test(limiter, truncated_frames_at_every_length_pass)
 				     "%s cut at %zu of %zu bytes: expected %s", cases[c].name, len,
 				     cases[c].f.len, len < cases[c].parsed ? "a parse error" : "none");
 		}
+		const struct frame *f = &cases[c].f;
+		size_t source_read = f->b[f->l3] >> 4 == 4 ? f->l3 + (f->b[f->l3] & 0xf) * 4u
+							   : f->l3 + 40;
 		struct rw_source s = source(cases[c].src);
-		cr_expect_eq(s.passed, cases[c].f.len - cases[c].parsed, "%s", cases[c].name);
+		cr_expect_eq(s.passed, f->len - source_read, "%s", cases[c].name);
 	}
 	expect_metrics((struct rw_xdp_metrics){ .passed_packets = runs, .parse_errors = errors,
 						.new_sources = 5 });
@@ -957,6 +970,54 @@ Test(limiter, ipv4_dont_fragment_is_not_a_fragment)
 }
 
 /* ---- the bucket ---- */
+
+/* ipv6_source_prefix 64: the addresses of one /64 share a bucket (keyed by the prefix), other
+ * /64s and IPv4 sources keep their own, and policies still match the whole address. */
+Test(limiter, ipv6_sources_share_a_bucket_per_configured_prefix)
+{
+	struct rw_xdp_config c = guarding(RW_LIMIT_SYN, 1, 3);
+	c.ipv6_source_prefix = 64;
+	set_config(c);
+	add_policy("2001:db8:64::ff/128", RW_POLICY_ALLOW, 0, 0);
+	struct frame a = syn_frame("2001:db8:64::1", GUARDED_PORT);
+	struct frame b = syn_frame("2001:db8:64::2:3:4", GUARDED_PORT);
+	struct frame other = syn_frame("2001:db8:65::1", GUARDED_PORT);
+	struct frame allowed = syn_frame("2001:db8:64::ff", GUARDED_PORT);
+	struct frame v4 = syn_frame("198.51.100.64", GUARDED_PORT);
+
+	expect(&a, 2, XDP_PASS);
+	expect(&b, 1, XDP_PASS);
+	expect(&b, 1, XDP_DROP); /* the /64's burst of 3 is spent */
+	expect(&a, 1, XDP_DROP);
+	expect(&other, 3, XDP_PASS);
+	expect(&allowed, 3, XDP_PASS);
+	expect(&v4, 3, XDP_PASS);
+	expect(&v4, 1, XDP_DROP);
+
+	struct rw_source s = source("2001:db8:64::");
+	cr_expect_eq(s.passed, 3);
+	cr_expect_eq(s.dropped, 2);
+	cr_expect_not(find_source("2001:db8:64::1", &s), "a /128 entry inside an aggregated /64");
+	cr_expect_eq(source_count(), 3); /* 2001:db8:64::, 2001:db8:65::, 198.51.100.64 */
+}
+
+/* A limit raised while a source is far behind (its arrival time 50 s ahead at the old rate)
+ * applies at once: the bucket counts as empty under the new limit, never emptier, so the source
+ * waits one new interval, not the old backlog. */
+Test(limiter, raising_a_limit_never_blocks_on_the_old_backlog)
+{
+	set_config(guarding(RW_LIMIT_SYN, 1, 5));
+	add_policy("198.51.100.50/32", RW_POLICY_LIMIT, 2, 100);
+	struct frame syn = syn_frame("198.51.100.50", GUARDED_PORT);
+	expect(&syn, 100, XDP_PASS);
+	expect(&syn, 1, XDP_DROP);
+
+	add_policy("198.51.100.50/32", RW_POLICY_LIMIT, 4, 4); /* 250 ms interval, 1 s tolerance */
+	expect(&syn, 1, XDP_DROP); /* empty under the new limit... */
+	rewind_source("198.51.100.50", 2 * 250000000ull);
+	expect(&syn, 2, XDP_PASS); /* ...and two new intervals give exactly two packets */
+	expect(&syn, 1, XDP_DROP);
+}
 
 /* Burst 5 at 2/s: five pass, the sixth drops; then each interval that passes lets exactly one
  * more through. IPv4 and IPv6 sources have buckets of their own. */

@@ -534,7 +534,10 @@ def test_limits_rejects_bad_cidrs_and_arguments(net, gateways):
         (["set", "198.51.100.0/24"], one_action),
         (["set", "198.51.100.0/24", "--deny", "--allow"], one_action),
         (["set", "198.51.100.0/24", "--rate", "-1"], "--rate: expected a whole number"),
-        (["top", "0"], "N must be a whole number above 0"),
+        (["top", "0"], "N must be above 0"),
+        (["top", "abc"], "N: expected a whole number"),
+        (["set", "198.51.100.0/24", "--rate", "1000001"], "--rate: expected a whole number 0..1000000"),
+        (["set", "::/0", "--deny"], "also covers every IPv4 source"),
         (["stats", "extra"], "takes no arguments"),
     ]
     for args, message in cases:
@@ -563,3 +566,31 @@ def test_a_second_gateway_that_cannot_attach_leaves_the_running_limiter_alone(ne
     assert gw.proc.poll() is None
     assert show() == shown  # config and policies untouched, sources map still pinned
     assert not connects(net.client_ns, LEGIT4, GW4, PORT, timeout=0.5)
+
+    # on another interface (the gateway namespace's lo) but with the same pin path: refused
+    # before the maps are touched, since both programs would share them
+    third_dir = tmp_path / "third"
+    third_dir.mkdir()
+    third = NsGateway(net.gw_ns, str(third_dir),
+                      gateway_config(xdp_section(net, interface="lo", rate=7, max_sources=4096),
+                                     listen=["127.0.0.1:8082"]), [], wait=False)
+    try:
+        code = third.proc.wait(15)
+    finally:
+        stop_process(third.proc)
+    assert code != 0 and "is in use by another gateway" in third.logs(), third.logs()
+    assert show() == shown
+    assert not connects(net.client_ns, LEGIT4, GW4, PORT, timeout=0.5)
+
+
+def test_pin_path_outside_bpffs_is_refused_and_left_alone(net, tmp_path):
+    pin = tmp_path / "not-bpffs" / "a" / "v1"
+    gw = NsGateway(net.gw_ns, str(tmp_path),
+                   gateway_config(xdp_section(net, pin_path=str(pin)),
+                                  listen=["127.0.0.1:8083"]), [], wait=False)
+    try:
+        code = gw.proc.wait(15)
+    finally:
+        stop_process(gw.proc)
+    assert code != 0 and "is not on a bpf filesystem" in gw.logs(), gw.logs()
+    assert not (tmp_path / "not-bpffs").exists(), "directories made outside bpffs"

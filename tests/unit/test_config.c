@@ -811,6 +811,10 @@ Test(config_scalars, sockaddr)
 	}
 }
 
+#define COVERS_IPV4                                                                          \
+	"an IPv6 prefix this short also covers every IPv4 source (matched as "               \
+	"::ffff:0:0/96): name the IPv6 ranges meant, e.g. 2000::/3"
+
 static void expect_cidr(const char *s, const char *addr6, uint8_t prefixlen)
 {
 	uint8_t addr[16], want[16];
@@ -843,9 +847,18 @@ Test(config_scalars, cidr)
 	expect_cidr("10.0.0.0/8", "::ffff:10.0.0.0", 104);
 	expect_cidr("2001:db8::/32", "2001:db8::", 32);
 	expect_cidr("2001:db8::1", "2001:db8::1", 128);
-	expect_cidr("::/0", "::", 0);
 	expect_cidr("::ffff:198.51.100.0/120", "::ffff:198.51.100.0", 120);
 	expect_cidr("fe80::/10", "fe80::", 10);
+	/* IPv6 prefixes that do not hold ::ffff:0:0/96, whatever their length */
+	expect_cidr("2000::/3", "2000::", 3);
+	expect_cidr("fc00::/7", "fc00::", 7);
+	expect_cidr("::1", "::1", 128);
+	expect_cidr("::/96", "::", 96);
+	expect_cidr("::/95", "::", 95); /* ::ffff:0:0 differs in bits 80..94 */
+	expect_cidr("::fffe:0:0/96", "::fffe:0:0", 96);
+	/* ::ffff:0:0/96 itself is every IPv4 source, as 0.0.0.0/0 */
+	expect_cidr("::ffff:0:0/96", "::ffff:0.0.0.0", 96);
+	expect_cidr("::ffff:0.0.0.0/96", "::ffff:0.0.0.0", 96);
 
 	expect_bad_cidr("198.51.100.1/24", "host bits set past /24");
 	expect_bad_cidr("2001:db8::1/32", "host bits set past /32");
@@ -858,6 +871,12 @@ Test(config_scalars, cidr)
 	expect_bad_cidr("10.0.0.0/-8", "prefix length is not a number");
 	expect_bad_cidr("10.0.0.0/8/8", "prefix length is not a number");
 	expect_bad_cidr("10.0.0.0/ 8", "prefix length is not a number");
+	/* IPv6 prefixes shorter than /96 that hold ::ffff:0:0/96 would match every IPv4 source */
+	static const char *const cover_ipv4[] = {
+		"::/0", "::/8", "::/80", "::ff00:0:0/88", "::fffe:0:0/95",
+	};
+	for (size_t i = 0; i < sizeof cover_ipv4 / sizeof cover_ipv4[0]; i++)
+		expect_bad_cidr(cover_ipv4[i], COVERS_IPV4);
 	static const char *const not_addresses[] = {
 		"", "/24", "example.com/24", "10.0.0/8", "256.0.0.0/8", "10.0.0.0.0/8", " 10.0.0.0/8",
 		"fe80::1%eth0/128", "2001:db8:::/32", "[2001:db8::]/32", "garbage",
@@ -902,6 +921,7 @@ Test(config_xdp, full_section_loads_every_field)
 		"  new_sources_per_second: 50\n"
 		"  fallback_rate: 10\n"
 		"  fallback_burst: 15\n"
+		"  ipv6_source_prefix: 64\n"
 		"  policies:\n"
 		"    - {cidr: 198.51.100.0/24, action: deny}\n"
 		"    - {cidr: 2001:db8::/32, rate: 50, burst: 100}\n"
@@ -909,7 +929,7 @@ Test(config_xdp, full_section_loads_every_field)
 		"    - {cidr: 192.0.2.0/25, rate: 7}\n"
 		"    - cidr: ::ffff:192.0.2.128/121\n"
 		"      action: limit\n"
-		"      rate: 100000000\n");
+		"      rate: 1000000\n");
 	const struct rw_xdp *xdp = &cfg->xdp;
 	cr_assert_eq(xdp->mode, XDP_MODE_NATIVE);
 	cr_assert_eq(xdp->limit, RW_LIMIT_ALL);
@@ -925,6 +945,7 @@ Test(config_xdp, full_section_loads_every_field)
 	cr_assert_eq(xdp->new_sources_per_second, 50);
 	cr_assert_eq(xdp->fallback_rate, 10);
 	cr_assert_eq(xdp->fallback_burst, 15);
+	cr_assert_eq(xdp->ipv6_source_prefix, 64);
 	cr_assert_eq(xdp->npolicies, 5);
 	expect_policy(&xdp->policies[0], "198.51.100.0/24", "::ffff:198.51.100.0", 120,
 		      RW_POLICY_DENY, 0, 0);
@@ -934,7 +955,7 @@ Test(config_xdp, full_section_loads_every_field)
 	expect_policy(&xdp->policies[3], "192.0.2.0/25", "::ffff:192.0.2.0", 121, RW_POLICY_LIMIT, 7,
 		      14);
 	expect_policy(&xdp->policies[4], "::ffff:192.0.2.128/121", "::ffff:192.0.2.128", 121,
-		      RW_POLICY_LIMIT, 100000000, 100000000);
+		      RW_POLICY_LIMIT, 1000000, 2000000);
 	config_unref(cfg);
 }
 
@@ -965,24 +986,30 @@ Test(config_xdp, defaults_when_only_the_interface_is_given)
 	cr_assert_eq(xdp->new_sources_per_second, 1000);
 	cr_assert_eq(xdp->fallback_rate, 100);
 	cr_assert_eq(xdp->fallback_burst, 200);
+	cr_assert_eq(xdp->ipv6_source_prefix, 128, "one bucket per IPv6 address");
 	cr_assert_eq(xdp->npolicies, 0);
 	cr_assert_null(xdp->policies);
 	config_unref(cfg);
 }
 
-Test(config_xdp, bursts_default_to_twice_the_rate_at_most_the_maximum)
+Test(config_xdp, bursts_default_to_twice_the_rate_even_at_the_maximum_rate)
 {
 	struct rw_config *cfg = load_ok(XDP_HEAD
 		"  interface: lo\n"
-		"  rate: 100000000\n"
-		"  fallback_rate: 49999999\n"
+		"  rate: 1000000\n"
+		"  fallback_rate: 999999\n"
 		"  policies:\n"
-		"    - {cidr: 10.0.0.0/8, rate: 60000000}\n"
-		"    - {cidr: 10.1.0.0/16, rate: 1, burst: 1}\n");
-	cr_assert_eq(cfg->xdp.burst, 100000000);
-	cr_assert_eq(cfg->xdp.fallback_burst, 99999998);
-	cr_assert_eq(cfg->xdp.policies[0].burst, 100000000);
+		"    - {cidr: 10.0.0.0/8, rate: 1000000}\n"
+		"    - {cidr: 10.1.0.0/16, rate: 1, burst: 1}\n"
+		"    - {cidr: 10.2.0.0/16, rate: 1}\n");
+	cr_assert_eq(cfg->xdp.rate, 1000000);
+	cr_assert_eq(cfg->xdp.burst, 2000000);
+	cr_assert_eq(cfg->xdp.fallback_rate, 999999);
+	cr_assert_eq(cfg->xdp.fallback_burst, 1999998);
+	cr_assert_eq(cfg->xdp.policies[0].rate, 1000000);
+	cr_assert_eq(cfg->xdp.policies[0].burst, 2000000);
 	cr_assert_eq(cfg->xdp.policies[1].burst, 1);
+	cr_assert_eq(cfg->xdp.policies[2].burst, 2);
 	config_unref(cfg);
 
 	cfg = load_ok(XDP_HEAD "  {interface: lo, rate: 5, burst: 3, fallback_burst: 1}\n");
@@ -990,6 +1017,42 @@ Test(config_xdp, bursts_default_to_twice_the_rate_at_most_the_maximum)
 	cr_assert_eq(cfg->xdp.burst, 3, "an explicit burst is kept, even below the rate");
 	cr_assert_eq(cfg->xdp.fallback_rate, 100);
 	cr_assert_eq(cfg->xdp.fallback_burst, 1);
+	config_unref(cfg);
+}
+
+Test(config_xdp, bursts_and_the_admission_budget_reach_100000000)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  rate: 1\n"
+		"  burst: 100000000\n"
+		"  new_sources_per_second: 100000000\n"
+		"  fallback_burst: 100000000\n"
+		"  policies:\n"
+		"    - {cidr: 10.0.0.0/8, rate: 1000000, burst: 100000000}\n");
+	cr_assert_eq(cfg->xdp.rate, 1);
+	cr_assert_eq(cfg->xdp.burst, 100000000);
+	cr_assert_eq(cfg->xdp.new_sources_per_second, 100000000);
+	cr_assert_eq(cfg->xdp.fallback_rate, 100);
+	cr_assert_eq(cfg->xdp.fallback_burst, 100000000);
+	expect_policy(&cfg->xdp.policies[0], "10.0.0.0/8", "::ffff:10.0.0.0", 104, RW_POLICY_LIMIT,
+		      1000000, 100000000);
+	config_unref(cfg);
+}
+
+Test(config_xdp, ipv6_source_prefix)
+{
+	struct rw_config *cfg = load_ok(XDP_HEAD "  interface: lo\n  ipv6_source_prefix: 64\n");
+	cr_assert_eq(cfg->xdp.ipv6_source_prefix, 64);
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  {interface: lo, ipv6_source_prefix: 32}\n");
+	cr_assert_eq(cfg->xdp.ipv6_source_prefix, 32);
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  {interface: lo, ipv6_source_prefix: 128}\n");
+	cr_assert_eq(cfg->xdp.ipv6_source_prefix, 128);
+	config_unref(cfg);
+	cfg = load_ok(XDP_HEAD "  {mode: off}\n");
+	cr_assert_eq(cfg->xdp.ipv6_source_prefix, 128);
 	config_unref(cfg);
 }
 
@@ -1021,7 +1084,7 @@ Test(config_xdp, block_style_ports_and_policies)
 		"    - 443\n"
 		"    - 80\n"
 		"  policies:\n"
-		"    - cidr: \"::/0\"\n"
+		"    - cidr: \"2000::/3\"\n"
 		"      action: deny\n"
 		"    - cidr: 0.0.0.0/0\n"
 		"      action: allow\n");
@@ -1029,7 +1092,7 @@ Test(config_xdp, block_style_ports_and_policies)
 	cr_assert_eq(cfg->xdp.ports[0], 443);
 	cr_assert_eq(cfg->xdp.ports[1], 80);
 	cr_assert_eq(cfg->xdp.npolicies, 2);
-	expect_policy(&cfg->xdp.policies[0], "::/0", "::", 0, RW_POLICY_DENY, 0, 0);
+	expect_policy(&cfg->xdp.policies[0], "2000::/3", "2000::", 3, RW_POLICY_DENY, 0, 0);
 	expect_policy(&cfg->xdp.policies[1], "0.0.0.0/0", "::ffff:0.0.0.0", 96, RW_POLICY_ALLOW, 0,
 		      0);
 	config_unref(cfg);
@@ -1040,7 +1103,7 @@ Test(config_xdp_errors, section_shape_and_unknown_keys)
 	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  rat: 5\n",
 		      "t.yaml:10:3: xdp: unknown key 'rat' (valid keys: interface, mode, limit, ports, "
 		      "rate, burst, required, pin_path, max_sources, new_sources_per_second, "
-		      "fallback_rate, fallback_burst, policies)");
+		      "fallback_rate, fallback_burst, ipv6_source_prefix, policies)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp: on\n",
 		      "t.yaml:8:6: xdp: expected a mapping, got 'on'");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "xdp:\n",
@@ -1099,7 +1162,7 @@ Test(config_xdp_errors, enums_booleans_and_numbers)
 		      "t.yaml:14:10: burst: 0 is out of range 1..100000000",
 		      "t.yaml:15:16: max_sources: 1023 is out of range 1024..16777216",
 		      "t.yaml:16:27: new_sources_per_second: 100000001 is out of range 1..100000000",
-		      "t.yaml:17:18: fallback_rate: -1 is out of range 1..100000000",
+		      "t.yaml:17:18: fallback_rate: -1 is out of range 1..1000000",
 		      "t.yaml:18:19: fallback_burst: expected an integer, got '2.5'");
 	EXPECT_ERRORS(XDP_HEAD "  {interface: lo, max_sources: 16777217, required: [true]}\n",
 		      "t.yaml:9:32: max_sources: 16777217 is out of range 1024..16777216",
@@ -1109,8 +1172,41 @@ Test(config_xdp_errors, enums_booleans_and_numbers)
 Test(config_xdp_errors, mode_off_still_checks_the_section)
 {
 	EXPECT_ERRORS(XDP_HEAD "  mode: off\n  rate: 0\n  ports: []\n",
-		      "t.yaml:10:9: rate: 0 is out of range 1..100000000",
+		      "t.yaml:10:9: rate: 0 is out of range 1..1000000",
 		      "t.yaml:11:10: ports: empty list (leave 'ports' out to guard every port)");
+}
+
+Test(config_xdp_errors, rates_at_most_1000000_bursts_at_most_100000000)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  rate: 1000001\n"
+		      "  burst: 100000001\n"
+		      "  fallback_rate: 1000001\n"
+		      "  fallback_burst: 100000001\n"
+		      "  policies:\n"
+		      "    - {cidr: 10.0.0.0/8, rate: 1000001, burst: 100000001}\n"
+		      "    - cidr: 10.1.0.0/16\n"
+		      "      rate: 1000001\n",
+		      "t.yaml:10:9: rate: 1000001 is out of range 1..1000000",
+		      "t.yaml:11:10: burst: 100000001 is out of range 1..100000000",
+		      "t.yaml:12:18: fallback_rate: 1000001 is out of range 1..1000000",
+		      "t.yaml:13:19: fallback_burst: 100000001 is out of range 1..100000000",
+		      "t.yaml:15:32: rate: 1000001 is out of range 1..1000000",
+		      "t.yaml:15:48: burst: 100000001 is out of range 1..100000000",
+		      "t.yaml:17:13: rate: 1000001 is out of range 1..1000000");
+}
+
+Test(config_xdp_errors, ipv6_source_prefix_32_to_128)
+{
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  ipv6_source_prefix: 31\n",
+		      "t.yaml:10:23: ipv6_source_prefix: 31 is out of range 32..128");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  ipv6_source_prefix: 129\n",
+		      "t.yaml:10:23: ipv6_source_prefix: 129 is out of range 32..128");
+	EXPECT_ERRORS(XDP_HEAD "  {interface: lo, ipv6_source_prefix: 0}\n",
+		      "t.yaml:9:39: ipv6_source_prefix: 0 is out of range 32..128");
+	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  ipv6_source_prefix: /64\n",
+		      "t.yaml:10:23: ipv6_source_prefix: expected an integer, got '/64'");
 }
 
 Test(config_xdp_errors, ports)
@@ -1185,7 +1281,7 @@ Test(config_xdp_errors, policy_values)
 		      "0..32)",
 		      "t.yaml:13:14: cidr: invalid CIDR 'example.com' (not an IPv4 or IPv6 address)",
 		      "t.yaml:14:34: action: invalid value 'block' (expected one of limit, allow, deny)",
-		      "t.yaml:15:33: rate: 0 is out of range 1..100000000",
+		      "t.yaml:15:33: rate: 0 is out of range 1..1000000",
 		      "t.yaml:15:43: burst: expected an integer, got 'many'",
 		      "t.yaml:16:7: policy #6: missing required key 'cidr'",
 		      "t.yaml:16:22: policy #6: unknown key 'colour' (valid keys: cidr, action, rate, "
@@ -1194,6 +1290,31 @@ Test(config_xdp_errors, policy_values)
 		      "t.yaml:18:14: cidr: expected a scalar, got a sequence");
 	EXPECT_ERRORS(XDP_HEAD "  interface: lo\n  policies: {cidr: 10.0.0.0/8}\n",
 		      "t.yaml:10:13: policies: expected a sequence, got a mapping");
+}
+
+Test(config_xdp_errors, ipv6_prefixes_covering_every_ipv4_source)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  policies:\n"
+		      "    - {cidr: '::/0', action: deny}\n"
+		      "    - {cidr: 2000::/3, action: deny}\n"
+		      "    - cidr: ::/80\n"
+		      "      rate: 5\n"
+		      "    - {cidr: \"::ff00:0:0/88\", action: allow}\n",
+		      "t.yaml:11:14: cidr: invalid CIDR '::/0' (" COVERS_IPV4 ")",
+		      "t.yaml:13:13: cidr: invalid CIDR '::/80' (" COVERS_IPV4 ")",
+		      "t.yaml:15:14: cidr: invalid CIDR '::ff00:0:0/88' (" COVERS_IPV4 ")");
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  policies:\n"
+		"    - {cidr: 2000::/3, action: deny}\n"
+		"    - {cidr: \"::ffff:0:0/96\", rate: 5}\n");
+	cr_assert_eq(cfg->xdp.npolicies, 2);
+	expect_policy(&cfg->xdp.policies[0], "2000::/3", "2000::", 3, RW_POLICY_DENY, 0, 0);
+	expect_policy(&cfg->xdp.policies[1], "::ffff:0:0/96", "::ffff:0.0.0.0", 96, RW_POLICY_LIMIT,
+		      5, 10);
+	config_unref(cfg);
 }
 
 Test(config_xdp_errors, policy_action_and_rate_go_together)
