@@ -138,6 +138,12 @@ static __always_inline enum parse_result parse_ipv4(struct packet *pkt, void *l3
 	return parse_transport(pkt, l3 + header_len, end);
 }
 
+static __always_inline bool is_ipv6_extension(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	       next == IPPROTO_AH || next == IPPROTO_FRAGMENT;
+}
+
 static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3, void *end)
 {
 	struct ipv6hdr *ip6 = l3;
@@ -148,9 +154,8 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3
 	__u8 next = ip6->nexthdr;
 	void *cursor = ip6 + 1;
 
-	/* One turn per extension header, and one more for the transport header. */
 #pragma unroll
-	for (int i = 0; i <= MAX_IPV6_EXT_HEADERS; i++) {
+	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
 		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
 			struct ipv6_ext *ext = cursor;
 			if ((void *)(ext + 1) > end)
@@ -177,11 +182,14 @@ static __always_inline enum parse_result parse_ipv6(struct packet *pkt, void *l3
 				return PARSED_IP; /* not the first fragment */
 			}
 		} else {
-			pkt->protocol = next;
-			return parse_transport(pkt, cursor, end);
+			goto transport;
 		}
 	}
-	return PARSE_ERROR; /* a longer chain than any legitimate packet carries */
+	if (is_ipv6_extension(next))
+		return PARSE_ERROR; /* a longer chain than any legitimate packet carries */
+transport:
+	pkt->protocol = next;
+	return parse_transport(pkt, cursor, end);
 }
 
 static __always_inline enum parse_result parse_packet(struct packet *pkt, void *data, void *end)
@@ -284,29 +292,28 @@ static __always_inline bool admit_new_source(const struct rw_xdp_config *cfg, __
 	return true;
 }
 
-/* The bucket key of a source: its address, or for IPv6 with ipv6_source_prefix below 128 its
- * prefix (one host's /64 holds more addresses than any table). */
-static __always_inline void bucket_key(const struct rw_xdp_config *cfg,
-				       const struct rw_source_key *source, struct rw_source_key *key)
+/* Turns an IPv6 source into its bucket's key when ipv6_source_prefix is below 128: its prefix
+ * (one host's /64 holds more addresses than any table). Works on the address as two big-endian
+ * halves. */
+static __always_inline void aggregate_ipv6(const struct rw_xdp_config *cfg,
+					   struct rw_source_key *key)
 {
-	*key = *source;
 	__u32 prefix = cfg->ipv6_source_prefix;
-	if (prefix == 0 || prefix >= 128)
-		return;
-	__u8 mapped = source->addr[10] & source->addr[11]; /* 0xff for ::ffff:a.b.c.d */
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		mapped = source->addr[i] ? 0 : mapped;
-	if (mapped == 0xff)
-		return; /* IPv4 */
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		int bits = (int)prefix - 8 * i;
-		if (bits <= 0)
-			key->addr[i] = 0;
-		else if (bits < 8)
-			key->addr[i] &= (__u8)(0xff << (8 - bits));
+	if (prefix < 32 || prefix >= 128)
+		return; /* 0: not set, per address */
+	__u64 high, low;
+	__builtin_memcpy(&high, key->addr, 8);
+	__builtin_memcpy(&low, key->addr + 8, 8);
+	if (high == 0 && (__u32)low == bpf_htonl(0xffff))
+		return; /* ::ffff:a.b.c.d, IPv4 */
+	if (prefix <= 64) {
+		high &= bpf_cpu_to_be64(~0ull << (64 - prefix));
+		low = 0;
+	} else {
+		low &= bpf_cpu_to_be64(~0ull << (128 - prefix));
 	}
+	__builtin_memcpy(key->addr, &high, 8);
+	__builtin_memcpy(key->addr + 8, &low, 8);
 }
 
 /* Judges a guarded packet by its source's bucket; a source not seen before is added if the
@@ -316,9 +323,8 @@ static __always_inline bool source_conforms(const struct rw_xdp_config *cfg,
 					    __u32 rate, __u32 burst)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct rw_source_key key;
-	bucket_key(cfg, &pkt->source, &key);
-	struct rw_source *src = bpf_map_lookup_elem(&sources, &key);
+	const struct rw_source_key *key = &pkt->source;
+	struct rw_source *src = bpf_map_lookup_elem(&sources, key);
 	if (!src) {
 		if (!admit_new_source(cfg, now)) {
 			__u32 zero = 0;
@@ -328,9 +334,9 @@ static __always_inline bool source_conforms(const struct rw_xdp_config *cfg,
 						   cfg->fallback_burst);
 		}
 		struct rw_source fresh = { .first_seen_ns = now, .last_seen_ns = now };
-		if (bpf_map_update_elem(&sources, &key, &fresh, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(&sources, key, &fresh, BPF_NOEXIST) == 0)
 			m->new_sources++;
-		src = bpf_map_lookup_elem(&sources, &key);
+		src = bpf_map_lookup_elem(&sources, key);
 		if (!src)
 			return true; /* evicted at once by other CPUs: let this one through */
 	}
@@ -384,6 +390,7 @@ int ringway_xdp(struct xdp_md *ctx)
 		goto pass; /* no default limit configured */
 	}
 	/* A policy of rate 0 drops without spending a sources entry or admission budget. */
+	aggregate_ipv6(cfg, &pkt.source); /* policies matched the whole address; buckets may not */
 	if (rate == 0 || !source_conforms(cfg, m, &pkt, rate, burst)) {
 		m->rate_dropped_packets++;
 		m->rate_dropped_bytes += bytes;
