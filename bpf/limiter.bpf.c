@@ -21,6 +21,7 @@
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT_HEADERS 8
 #define GCRA_CAS_TRIES 8
+#define GCRA_STALE_NS 1000000ull /* 1 ms: far more than two CPUs' clocks differ in a race */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -249,9 +250,10 @@ static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struc
 
 /* GCRA: a packet conforms when the theoretical arrival time, pushed one interval on, stays
  * within burst intervals of now. Exact across CPUs: the new time is stored by compare-and-swap,
- * and a packet that loses every race is limited. A time beyond now + burst intervals (left by a
- * larger rate or burst before a policy changed) is brought back to it: an empty bucket, never
- * less, so raising a limit never keeps a source blocked on the old one. */
+ * and a packet that loses every race is limited. A time far beyond now + burst intervals (left
+ * by a larger rate or burst before a policy changed) is brought back to it: an empty bucket,
+ * never less, so raising a limit never keeps a source blocked on the old one. "Far": more than
+ * GCRA_STALE_NS, so a CPU whose now is a little older than another's never refunds it. */
 static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, __u32 burst)
 {
 	if (rate == 0)
@@ -261,14 +263,13 @@ static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, 
 	for (int i = 0; i < GCRA_CAS_TRIES; i++) {
 		__u64 tat = *(volatile __u64 *)tat_ns;
 		__u64 base = tat > now ? tat : now;
-		if (base - now > tolerance)
-			base = now + tolerance;
-		__u64 next = base + interval;
-		if (next - now > tolerance) {
-			if (base != tat)
-				__sync_val_compare_and_swap(tat_ns, tat, base);
+		if (base - now > tolerance + GCRA_STALE_NS) {
+			__sync_val_compare_and_swap(tat_ns, tat, now + tolerance);
 			return false;
 		}
+		__u64 next = base + interval;
+		if (next - now > tolerance)
+			return false;
 		if (__sync_val_compare_and_swap(tat_ns, tat, next) == tat)
 			return true;
 	}
@@ -295,17 +296,18 @@ static __always_inline bool admit_new_source(const struct rw_xdp_config *cfg, __
 /* Turns an IPv6 source into its bucket's key when ipv6_source_prefix is below 128: its prefix
  * (one host's /64 holds more addresses than any table). Works on the address as two big-endian
  * halves. */
-static __always_inline void aggregate_ipv6(const struct rw_xdp_config *cfg,
+static __always_inline bool aggregate_ipv6(const struct rw_xdp_config *cfg,
 					   struct rw_source_key *key)
 {
 	__u32 prefix = cfg->ipv6_source_prefix;
 	if (prefix < 32 || prefix >= 128)
-		return; /* 0: not set, per address */
+		return false; /* 0: not set, per address */
 	__u64 high, low;
 	__builtin_memcpy(&high, key->addr, 8);
 	__builtin_memcpy(&low, key->addr + 8, 8);
-	if (high == 0 && (__u32)low == bpf_htonl(0xffff))
-		return; /* ::ffff:a.b.c.d, IPv4 */
+	if (high == 0 && (low & bpf_cpu_to_be64(0xffffffff00000000ull)) ==
+			     bpf_cpu_to_be64(0x0000ffff00000000ull))
+		return false; /* ::ffff:a.b.c.d, IPv4 */
 	if (prefix <= 64) {
 		high &= bpf_cpu_to_be64(~0ull << (64 - prefix));
 		low = 0;
@@ -314,6 +316,7 @@ static __always_inline void aggregate_ipv6(const struct rw_xdp_config *cfg,
 	}
 	__builtin_memcpy(key->addr, &high, 8);
 	__builtin_memcpy(key->addr + 8, &low, 8);
+	return true;
 }
 
 /* Judges a guarded packet by its source's bucket; a source not seen before is added if the
@@ -389,8 +392,17 @@ int ringway_xdp(struct xdp_md *ctx)
 	} else if (rate == 0) {
 		goto pass; /* no default limit configured */
 	}
+	/* An IPv6 bucket shared by a prefix takes its limit from the policy of that prefix, never
+	 * from one address in it: two limits on one bucket would refund each other. */
+	if (aggregate_ipv6(cfg, &pkt.source)) {
+		__builtin_memcpy(key.addr, pkt.source.addr, 16);
+		pol = bpf_map_lookup_elem(&policy, &key);
+		rate = pol && pol->action == RW_POLICY_LIMIT ? pol->rate : cfg->rate;
+		burst = pol && pol->action == RW_POLICY_LIMIT ? pol->burst : cfg->burst;
+		if (!pol && rate == 0)
+			goto pass;
+	}
 	/* A policy of rate 0 drops without spending a sources entry or admission budget. */
-	aggregate_ipv6(cfg, &pkt.source); /* policies matched the whole address; buckets may not */
 	if (rate == 0 || !source_conforms(cfg, m, &pkt, rate, burst)) {
 		m->rate_dropped_packets++;
 		m->rate_dropped_bytes += bytes;

@@ -461,7 +461,7 @@ static bool prefix_holds(const uint8_t net[16], unsigned len, const uint8_t addr
 	return true;
 }
 
-bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why)
+bool config_parse_prefix(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why)
 {
 	static _Thread_local char reason[32]; /* "host bits set past /N" */
 	const char *slash = s ? strchr(s, '/') : NULL;
@@ -494,17 +494,37 @@ bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, cons
 			return false;
 		}
 	}
+	memcpy(addr, net, sizeof net);
+	*prefixlen = (uint8_t)mapped_len;
+	return true;
+}
+
+bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why)
+{
+	uint8_t net[16], len;
+	if (!config_parse_prefix(s, net, &len, why))
+		return false;
 	/* IPv4 sources are matched as ::ffff:a.b.c.d: an IPv6 prefix shorter than /96 that holds
 	 * that range (::/0 does) would cover every IPv4 source too. */
 	static const uint8_t mapped_range[16] = { [10] = 0xff, [11] = 0xff };
-	if (v6 && len < 96 && prefix_holds(net, (unsigned)len, mapped_range)) {
+	if (len < 96 && prefix_holds(net, len, mapped_range)) {
 		*why = "an IPv6 prefix this short also covers every IPv4 source (matched as "
 		       "::ffff:0:0/96): name the IPv6 ranges meant, e.g. 2000::/3";
 		return false;
 	}
 	memcpy(addr, net, sizeof net);
-	*prefixlen = (uint8_t)mapped_len;
+	*prefixlen = len;
 	return true;
+}
+
+bool config_ipv6_limit_too_long(const uint8_t addr[16], uint8_t prefixlen,
+				uint32_t ipv6_source_prefix)
+{
+	static const uint8_t mapped_range[16] = { [10] = 0xff, [11] = 0xff };
+	/* as the program: below 32 (0 in a map never written) or 128, per address */
+	return ipv6_source_prefix >= 32 && ipv6_source_prefix < 128 &&
+	       prefixlen > ipv6_source_prefix &&
+	       !prefix_holds(mapped_range, 96, addr);
 }
 
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -1335,9 +1355,17 @@ static void parse_policies(struct loader *ld, yaml_node_t *v, void *obj, const s
 			continue;
 		char label[32];
 		snprintf(label, sizeof label, "policy #%u", i + 1);
+		const struct rw_xdp_policy *pol = &xdp->policies[i];
 		read_policy(ld, map, label, &xdp->policies[i]);
-		if (xdp->policies[i].cidr)
-			check_policy_unique(ld, xdp, v, i);
+		if (!pol->cidr)
+			continue;
+		check_policy_unique(ld, xdp, v, i);
+		if (pol->action == RW_POLICY_LIMIT &&
+		    config_ipv6_limit_too_long(pol->addr, pol->prefixlen, xdp->ipv6_source_prefix))
+			report(ld, cidr_node(ld, v, i),
+			       "cidr: a limit on '%s' is longer than ipv6_source_prefix /%u, whose "
+			       "sources share one bucket: limit the /%u, or allow or deny the address",
+			       pol->cidr, xdp->ipv6_source_prefix, xdp->ipv6_source_prefix);
 	}
 }
 

@@ -144,6 +144,16 @@ bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out);
  * policy trie's form: IPv4 mapped (::ffff:a.b.c.d) with its prefix length + 96. Returns false,
  * leaving addr and prefixlen untouched, with a short reason in *why ("host bits set past /24");
  * the reason stays valid until the thread's next call. */
+bool config_parse_prefix(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why);
+
+/* The same for a new policy: also refuses an IPv6 prefix shorter than /96 that holds
+ * ::ffff:0:0/96 (::/0 does), since it would cover every IPv4 source too. */
 bool config_parse_cidr(const char *s, uint8_t addr[16], uint8_t *prefixlen, const char **why);
+
+/* Whether a limit policy on this (trie-form) prefix is an IPv6 prefix longer than the buckets of
+ * ipv6_source_prefix: its sources share a bucket with the rest of their prefix, so its own limit
+ * cannot apply. */
+bool config_ipv6_limit_too_long(const uint8_t addr[16], uint8_t prefixlen,
+				uint32_t ipv6_source_prefix);
 
 #endif

@@ -89,6 +89,7 @@ static int show(const struct xdp_maps *maps)
 
 #define RATE_MAX 1000000u    /* as xdp.rate: the bucket's interval is whole nanoseconds */
 #define COUNT_MAX 100000000u /* as xdp.burst */
+#define TOP_MAX 65536u       /* rows of limits top */
 
 /* A whole number 0..max, digits only. */
 static int parse_count(const char *s, const char *what, uint32_t max, uint32_t *out)
@@ -105,12 +106,14 @@ static int parse_count(const char *s, const char *what, uint32_t max, uint32_t *
 	return 0;
 }
 
-static int read_cidr(const char *s, struct rw_policy_key *key)
+/* A new policy's CIDR (config_parse_cidr), or with any_prefix one to remove (config_parse_prefix:
+ * also what an older rule may have set). */
+static int read_cidr(const char *s, struct rw_policy_key *key, int any_prefix)
 {
 	const char *why = NULL;
 	uint8_t len;
 	memset(key, 0, sizeof *key);
-	if (!config_parse_cidr(s, key->addr, &len, &why)) {
+	if (!(any_prefix ? config_parse_prefix : config_parse_cidr)(s, key->addr, &len, &why)) {
 		fprintf(stderr, "ringway limits: invalid CIDR '%s': %s\n", s, why);
 		return -1;
 	}
@@ -164,10 +167,21 @@ static int set(const char *pin_dir, int argc, char **argv)
 	}
 	struct rw_policy_key key;
 	struct xdp_maps maps;
-	if (read_cidr(argv[optind], &key))
+	if (read_cidr(argv[optind], &key, 0))
 		return 2;
 	if (open_maps(pin_dir, &maps))
 		return 1;
+	uint32_t zero = 0;
+	struct rw_xdp_config knobs = { 0 };
+	bpf_map_lookup_elem(maps.config, &zero, &knobs);
+	if (p.action == RW_POLICY_LIMIT &&
+	    config_ipv6_limit_too_long(key.addr, (uint8_t)key.prefixlen, knobs.ipv6_source_prefix)) {
+		fprintf(stderr, "ringway limits set: IPv6 sources share one bucket per /%u "
+				"(xdp.ipv6_source_prefix): limit the /%u, or --allow or --deny the "
+				"address\n", knobs.ipv6_source_prefix, knobs.ipv6_source_prefix);
+		xdp_maps_close(&maps);
+		return 2;
+	}
 	int failed = bpf_map_update_elem(maps.policy, &key, &p, BPF_ANY);
 	int e = errno;
 	xdp_maps_close(&maps);
@@ -192,7 +206,7 @@ static int unset(const char *pin_dir, int argc, char **argv)
 	}
 	struct rw_policy_key key;
 	struct xdp_maps maps;
-	if (read_cidr(argv[1], &key))
+	if (read_cidr(argv[1], &key, 1))
 		return 2;
 	if (open_maps(pin_dir, &maps))
 		return 1;
@@ -277,7 +291,7 @@ static int by_rank(const void *a, const void *b)
 static int top(const char *pin_dir, int argc, char **argv)
 {
 	uint32_t want = 10;
-	if (argc > 2 || (argc == 2 && parse_count(argv[1], "N", COUNT_MAX, &want)))
+	if (argc > 2 || (argc == 2 && parse_count(argv[1], "N", TOP_MAX, &want)))
 		return 2;
 	if (want == 0) {
 		fprintf(stderr, "ringway limits top: N must be above 0\n");
@@ -289,7 +303,7 @@ static int top(const char *pin_dir, int argc, char **argv)
 	uint32_t zero = 0;
 	struct rw_xdp_config c = { 0 };
 	bpf_map_lookup_elem(maps.config, &zero, &c);
-	struct top_heap heap = { .cap = want < 65536 ? want : 65536 };
+	struct top_heap heap = { .cap = want };
 	heap.rows = calloc(heap.cap, sizeof *heap.rows);
 	int rc = heap.rows ? xdp_sources_walk(maps.sources, offer, &heap) : -ENOMEM;
 	xdp_maps_close(&maps);

@@ -111,7 +111,7 @@ int xdp_sources_walk(int sources_fd, xdp_source_fn *fn, void *ctx)
 		uint32_t count = WALK_BATCH;
 		int done = bpf_map_lookup_batch(sources_fd, from, &token, keys, values, &count, NULL);
 		int e = done ? errno : 0;
-		for (uint32_t i = 0; i < count; i++)
+		for (uint32_t i = 0; i < count && (!done || e == ENOENT); i++)
 			fn(&keys[i], &values[i], ctx);
 		if (done)
 			rc = e == ENOENT ? 1 : -e; /* ENOENT: the last batch */

@@ -1001,6 +1001,71 @@ Test(limiter, ipv6_sources_share_a_bucket_per_configured_prefix)
 	cr_expect_eq(source_count(), 3); /* 2001:db8:64::, 2001:db8:65::, 198.51.100.64 */
 }
 
+/* Every prefix length from 32 to 127 masks exactly its bits: two addresses that differ only in
+ * the last bit inside the prefix have buckets of their own, two that differ only in the first
+ * bit past it share one. IPv4 sources never share (they are not IPv6 prefixes). */
+Test(limiter, ipv6_source_prefix_masks_exactly_its_bits)
+{
+	for (__u32 prefix = 32; prefix < 128; prefix++) {
+		struct rw_xdp_config c = guarding(RW_LIMIT_SYN, 1, 1);
+		c.ipv6_source_prefix = prefix;
+		set_config(c);
+		struct rw_source_key base = { .addr = { 0x20, 0x01, 0x0d, 0xb8 } };
+		struct rw_source_key inside = base, outside = base;
+		inside.addr[(prefix - 1) / 8] ^= 0x80 >> ((prefix - 1) % 8);
+		outside.addr[prefix / 8] ^= 0x80 >> (prefix % 8);
+		char a[64], b[64], o[64];
+		inet_ntop(AF_INET6, base.addr, a, sizeof a);
+		inet_ntop(AF_INET6, inside.addr, b, sizeof b);
+		inet_ntop(AF_INET6, outside.addr, o, sizeof o);
+		struct frame fa = syn_frame(a, GUARDED_PORT), fb = syn_frame(b, GUARDED_PORT);
+		struct frame fo = syn_frame(o, GUARDED_PORT);
+		cr_assert_eq(run_len(&fa, fa.len), XDP_PASS, "/%u: %s", prefix, a);
+		cr_assert_eq(run_len(&fb, fb.len), XDP_PASS, "/%u: %s has its own bucket", prefix, b);
+		cr_assert_eq(run_len(&fo, fo.len), XDP_DROP, "/%u: %s shares %s's bucket", prefix, o,
+			     a);
+		cr_assert_eq(bpf_map__delete_elem(skel->maps.sources, &base, sizeof base, 0), 0);
+		struct rw_source_key masked = inside;
+		cr_assert_eq(bpf_map__delete_elem(skel->maps.sources, &masked, sizeof masked, 0), 0,
+			     "/%u: the bucket of %s is not keyed by its prefix", prefix, b);
+	}
+	struct rw_xdp_config c = guarding(RW_LIMIT_SYN, 1, 1);
+	c.ipv6_source_prefix = 64;
+	set_config(c);
+	struct frame v4a = syn_frame("198.51.100.1", GUARDED_PORT);
+	struct frame v4b = syn_frame("198.51.100.2", GUARDED_PORT);
+	expect(&v4a, 1, XDP_PASS);
+	expect(&v4b, 1, XDP_PASS);
+}
+
+/* With buckets per /64, a limit policy on one address inside it does not apply to the shared
+ * bucket (two limits on one bucket would refund each other); a policy on the /64 does. */
+Test(limiter, shared_ipv6_bucket_takes_the_limit_of_its_prefix)
+{
+	struct rw_xdp_config c = guarding(RW_LIMIT_SYN, 1, 4);
+	c.ipv6_source_prefix = 64;
+	set_config(c);
+	add_policy("2001:db8:1:2::bad/128", RW_POLICY_LIMIT, 1, 1);
+	struct frame loose = syn_frame("2001:db8:1:2::1", GUARDED_PORT);
+	struct frame strict = syn_frame("2001:db8:1:2::bad", GUARDED_PORT);
+	for (int round = 0; round < 2; round++) { /* the default burst of 4, shared */
+		expect(&strict, 1, XDP_PASS);
+		expect(&loose, 1, XDP_PASS);
+	}
+	for (int round = 0; round < 50; round++) {
+		expect(&strict, 1, XDP_DROP);
+		expect(&loose, 1, XDP_DROP);
+	}
+	struct rw_source s = source("2001:db8:1:2::");
+	cr_expect_eq(s.passed, 4, "the /64 passed more than its burst");
+	cr_expect_eq(s.dropped, 100);
+
+	add_policy("2001:db8:1:3::/64", RW_POLICY_LIMIT, 1, 2);
+	struct frame other = syn_frame("2001:db8:1:3::7", GUARDED_PORT);
+	expect(&other, 2, XDP_PASS);
+	expect(&other, 1, XDP_DROP);
+}
+
 /* A limit raised while a source is far behind (its arrival time 50 s ahead at the old rate)
  * applies at once: the bucket counts as empty under the new limit, never emptier, so the source
  * waits one new interval, not the old backlog. */

@@ -546,6 +546,18 @@ def test_limits_rejects_bad_cidrs_and_arguments(net, gateways):
     assert policies() == {}  # nothing was written
     r = limits("unset", "198.51.100.0/24")
     assert r.returncode == 1 and "no policy for 198.51.100.0/24" in r.stderr, r
+    # unset takes any prefix, even one set would refuse (so an old ::/0 can still be removed)
+    r = limits("unset", "::/0")
+    assert r.returncode == 1 and "no policy for ::/0" in r.stderr, r
+
+
+def test_limits_set_refuses_an_ipv6_limit_inside_a_shared_bucket(net, gateways):
+    gateways(ipv6_source_prefix=64)
+    r = limits("set", "2001:db8:1:2::bad/128", "--rate", "1")
+    assert r.returncode == 2 and "share one bucket per /64" in r.stderr, r
+    assert limits_ok("set", "2001:db8:1:2::/64", "--rate", "1")
+    assert limits_ok("set", "2001:db8:1:2::bad/128", "--deny")
+    assert set(policies()) == {"2001:db8:1:2::/64", "2001:db8:1:2::bad/128"}, policies()
 
 
 def test_a_second_gateway_that_cannot_attach_leaves_the_running_limiter_alone(net, gateways,

@@ -1317,6 +1317,45 @@ Test(config_xdp_errors, ipv6_prefixes_covering_every_ipv4_source)
 	config_unref(cfg);
 }
 
+/* With IPv6 buckets per /64, a limit on a longer IPv6 prefix cannot apply (its sources share the
+ * /64's bucket): refused. Allow and deny still take whole addresses; IPv4 is not concerned. */
+Test(config_xdp_errors, ipv6_limit_longer_than_the_source_prefix)
+{
+	EXPECT_ERRORS(XDP_HEAD
+		      "  interface: lo\n"
+		      "  ipv6_source_prefix: 64\n"
+		      "  policies:\n"
+		      "    - {cidr: 2001:db8:1:2::bad/128, rate: 1}\n"
+		      "    - {cidr: 2001:db8:1:2::/64, rate: 5}\n"
+		      "    - {cidr: 2001:db8:1:2::7/128, action: deny}\n"
+		      "    - {cidr: 198.51.100.7/32, rate: 1}\n"
+		      "    - {cidr: 2001:db8:1:3::/80, rate: 2}\n",
+		      "t.yaml:12:14: cidr: a limit on '2001:db8:1:2::bad/128' is longer than "
+		      "ipv6_source_prefix /64, whose sources share one bucket: limit the /64, or allow "
+		      "or deny the address",
+		      "t.yaml:16:14: cidr: a limit on '2001:db8:1:3::/80' is longer than "
+		      "ipv6_source_prefix /64, whose sources share one bucket: limit the /64, or allow "
+		      "or deny the address");
+	struct rw_config *cfg = load_ok(XDP_HEAD
+		"  interface: lo\n"
+		"  policies:\n"
+		"    - {cidr: 2001:db8:1:2::bad/128, rate: 1}\n");
+	cr_assert_eq(cfg->xdp.npolicies, 1, "per-address buckets (the default) take any prefix");
+	config_unref(cfg);
+}
+
+/* config_parse_prefix is the syntax alone (what `limits unset` needs to remove an old ::/0). */
+Test(config_scalars, prefix_without_the_policy_rule)
+{
+	uint8_t addr[16], len = 0;
+	const char *why = NULL;
+	cr_assert(config_parse_prefix("::/0", addr, &len, &why));
+	cr_assert_eq(len, 0);
+	cr_assert_not(config_parse_cidr("::/0", addr, &len, &why));
+	cr_assert_not(config_parse_prefix("198.51.100.1/24", addr, &len, &why));
+	cr_assert_str_eq(why, "host bits set past /24");
+}
+
 Test(config_xdp_errors, policy_action_and_rate_go_together)
 {
 	EXPECT_ERRORS(XDP_HEAD
