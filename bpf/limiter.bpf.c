@@ -253,7 +253,8 @@ static __always_inline bool guarded(const struct rw_xdp_config *cfg, const struc
  * and a packet that loses every race is limited. A time far beyond now + burst intervals (left
  * by a larger rate or burst before a policy changed) is brought back to it: an empty bucket,
  * never less, so raising a limit never keeps a source blocked on the old one. "Far": more than
- * GCRA_STALE_NS, so a CPU whose now is a little older than another's never refunds it. */
+ * GCRA_STALE_NS past a time read afresh, so a CPU whose now is older than another's (a race, or a
+ * stall) never refunds it. */
 static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, __u32 burst)
 {
 	if (rate == 0)
@@ -264,8 +265,14 @@ static __always_inline bool gcra_conforms(__u64 *tat_ns, __u64 now, __u32 rate, 
 		__u64 tat = *(volatile __u64 *)tat_ns;
 		__u64 base = tat > now ? tat : now;
 		if (base - now > tolerance + GCRA_STALE_NS) {
-			__sync_val_compare_and_swap(tat_ns, tat, now + tolerance);
-			return false;
+			/* this CPU may have stalled since it read now: judge by a fresh time */
+			__u64 fresh = bpf_ktime_get_ns();
+			if (tat > fresh + tolerance + GCRA_STALE_NS) {
+				__sync_val_compare_and_swap(tat_ns, tat, fresh + tolerance);
+				return false;
+			}
+			now = fresh;
+			continue;
 		}
 		__u64 next = base + interval;
 		if (next - now > tolerance)
@@ -395,11 +402,13 @@ int ringway_xdp(struct xdp_md *ctx)
 	/* An IPv6 bucket shared by a prefix takes its limit from the policy of that prefix, never
 	 * from one address in it: two limits on one bucket would refund each other. */
 	if (aggregate_ipv6(cfg, &pkt.source)) {
+		key.prefixlen = cfg->ipv6_source_prefix; /* only prefixes the whole bucket lies in */
 		__builtin_memcpy(key.addr, pkt.source.addr, 16);
 		pol = bpf_map_lookup_elem(&policy, &key);
-		rate = pol && pol->action == RW_POLICY_LIMIT ? pol->rate : cfg->rate;
-		burst = pol && pol->action == RW_POLICY_LIMIT ? pol->burst : cfg->burst;
-		if (!pol && rate == 0)
+		bool limited = pol && pol->action == RW_POLICY_LIMIT;
+		rate = limited ? pol->rate : cfg->rate;
+		burst = limited ? pol->burst : cfg->burst;
+		if (!limited && rate == 0)
 			goto pass;
 	}
 	/* A policy of rate 0 drops without spending a sources entry or admission budget. */

@@ -172,8 +172,13 @@ static int set(const char *pin_dir, int argc, char **argv)
 	if (open_maps(pin_dir, &maps))
 		return 1;
 	uint32_t zero = 0;
-	struct rw_xdp_config knobs = { 0 };
-	bpf_map_lookup_elem(maps.config, &zero, &knobs);
+	struct rw_xdp_config knobs;
+	if (bpf_map_lookup_elem(maps.config, &zero, &knobs)) {
+		fprintf(stderr, "ringway limits set: cannot read the config map: %s\n",
+			strerror(errno));
+		xdp_maps_close(&maps);
+		return 1;
+	}
 	if (p.action == RW_POLICY_LIMIT &&
 	    config_ipv6_limit_too_long(key.addr, (uint8_t)key.prefixlen, knobs.ipv6_source_prefix)) {
 		fprintf(stderr, "ringway limits set: IPv6 sources share one bucket per /%u "

@@ -202,9 +202,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return 0;
 }
 
-/* Whether this process may load and attach an XDP program: CAP_NET_ADMIN, and CAP_BPF (or
- * CAP_SYS_ADMIN, which older kernels ask for). Checked before anything is created or changed. */
-static int may_load_xdp(void)
+int xdp_permitted(void)
 {
 	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { 0 };
@@ -376,7 +374,7 @@ static void plane_free(struct xdp_plane *plane)
  * permission). */
 static int load(const struct rw_xdp *cfg, struct xdp_plane *plane, char *err, size_t errlen)
 {
-	if (!may_load_xdp()) {
+	if (!xdp_permitted()) {
 		snprintf(err, errlen, "uid %u lacks CAP_BPF or CAP_NET_ADMIN", (unsigned)geteuid());
 		return -EPERM;
 	}

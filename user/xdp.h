@@ -38,6 +38,10 @@ int xdp_policies_replace(int policy_fd, const struct rw_xdp_policy *policies, ui
 void xdp_format_prefix(const uint8_t addr[16], uint32_t prefixlen, char *buf, size_t size,
 		       int no_full_length);
 
+/* Whether this process may load and attach an XDP program: CAP_NET_ADMIN, and CAP_BPF (or
+ * CAP_SYS_ADMIN, which older kernels ask for). */
+int xdp_permitted(void);
+
 /* The running limiter of a gateway. */
 struct xdp_plane;
 

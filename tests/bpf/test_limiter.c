@@ -1064,6 +1064,16 @@ Test(limiter, shared_ipv6_bucket_takes_the_limit_of_its_prefix)
 	struct frame other = syn_frame("2001:db8:1:3::7", GUARDED_PORT);
 	expect(&other, 2, XDP_PASS);
 	expect(&other, 1, XDP_DROP);
+
+	/* an allow on one address (here the /64's first) does not hide the /48's limit from the
+	 * bucket of the rest of its /64 */
+	add_policy("2001:db8:5::/48", RW_POLICY_LIMIT, 1, 2);
+	add_policy("2001:db8:5:2::/128", RW_POLICY_ALLOW, 0, 0);
+	struct frame member = syn_frame("2001:db8:5:2::5", GUARDED_PORT);
+	struct frame allowed = syn_frame("2001:db8:5:2::", GUARDED_PORT);
+	expect(&member, 2, XDP_PASS);
+	expect(&member, 3, XDP_DROP);
+	expect(&allowed, 3, XDP_PASS);
 }
 
 /* A limit raised while a source is far behind (its arrival time 50 s ahead at the old rate)
