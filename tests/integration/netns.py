@@ -22,16 +22,19 @@ NETNS_DIR = "/run/netns"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def require_root():
-    """The one place that decides what happens without root: skip, or fail when CI=true (a CI
-    run that silently skips the XDP tests would pass without testing anything)."""
-    if os.geteuid() == 0:
-        return
-    why = ("needs root: creates network namespaces and veth links, loads and attaches an XDP "
-           "program and pins its maps in /sys/fs/bpf")
+def skip_or_fail_in_ci(why):
+    """The one place that decides what happens when a test cannot run here: skip saying why, or
+    fail when CI=true (a CI run that silently skips the XDP tests would pass without testing
+    anything)."""
     if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but not root: {why}", pytrace=False)
+        pytest.fail(f"CI=true, cannot run: {why}", pytrace=False)
     pytest.skip(why)
+
+
+def require_root():
+    if os.geteuid() != 0:
+        skip_or_fail_in_ci("needs root: creates network namespaces and veth links, loads and "
+                           "attaches an XDP program and pins its maps in /sys/fs/bpf")
 
 
 def run(cmd, check=True, timeout=30, **kw):

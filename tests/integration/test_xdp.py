@@ -20,7 +20,8 @@ import pytest
 
 from conftest import RINGWAY, UPSTREAM
 from netns import (VethPair, bpftool_sources, connects, http_get, remove_pins, require_root,
-                   run, send_frames, stop_process, syn_frame, wait_listening)
+                   run, send_frames, skip_or_fail_in_ci, stop_process, syn_frame,
+                   wait_listening)
 
 TAG = str(os.getpid())
 PIN_ROOT = f"/sys/fs/bpf/ringway-test-{TAG}"
@@ -448,11 +449,11 @@ UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 @pytest.fixture
 def unprivileged_dir(net):
-    """A directory user 65534 can read (the config) and an upstream it can reach; skips when
-    that user cannot execute the binary (a checkout in a private home, say)."""
+    """A directory user 65534 can read (the config) and an upstream it can reach; skips (fails
+    when CI=true) when that user cannot execute the binary (a checkout in a private home, say)."""
     r = run([*UNPRIVILEGED, RINGWAY, "--version"], check=False)
     if r.returncode != 0:
-        pytest.skip(f"user 65534 cannot run {RINGWAY}: {r.stderr.strip()}")
+        skip_or_fail_in_ci(f"user 65534 cannot run {RINGWAY}: {r.stderr.strip()}")
     remove_pins(PIN_ROOT)
     d = tempfile.mkdtemp(prefix="ringway-unprivileged-")
     os.chmod(d, 0o755)
