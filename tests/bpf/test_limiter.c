@@ -845,6 +845,23 @@ Test(limiter, truncated_frames_at_every_length_pass)
 
 /* ---- fragments ---- */
 
+/* Burst 5: the first, three middle and the last fragment pass, then each is dropped; all seven
+ * are counted on the one source. */
+static void expect_fragments_share_a_bucket(const struct frame *first, const struct frame *middle,
+					    const struct frame *last, const char *src,
+					    enum rw_xdp_limit mode)
+{
+	expect(first, 1, XDP_PASS);
+	expect(middle, 3, XDP_PASS);
+	expect(last, 1, XDP_PASS);
+	expect(middle, 1, XDP_DROP);
+	expect(last, 1, XDP_DROP);
+	expect(first, 1, XDP_DROP);
+	struct rw_source s = source(src);
+	cr_expect_eq(s.passed, 5, "mode %d", mode);
+	cr_expect_eq(s.dropped, 3, "mode %d", mode);
+}
+
 /* In both modes, the first fragment (MF, offset 0) and the later ones (no ports; the bytes
  * where a header would be say port 80, not guarded) count against the source. */
 Test(limiter, ipv4_fragments_count_against_the_source_in_both_modes)
@@ -866,15 +883,7 @@ Test(limiter, ipv4_fragments_count_against_the_source_in_both_modes)
 		ipv4(&last, sources[i], 370, 0);
 		udp(&last, OTHER_PORT);
 
-		expect(&first, 1, XDP_PASS);
-		expect(&middle, 3, XDP_PASS);
-		expect(&last, 1, XDP_PASS);
-		expect(&middle, 1, XDP_DROP);
-		expect(&last, 1, XDP_DROP);
-		expect(&first, 1, XDP_DROP);
-		struct rw_source s = source(sources[i]);
-		cr_expect_eq(s.passed, 5, "mode %d", modes[i]);
-		cr_expect_eq(s.dropped, 3, "mode %d", modes[i]);
+		expect_fragments_share_a_bucket(&first, &middle, &last, sources[i], modes[i]);
 	}
 	expect_metrics((struct rw_xdp_metrics){ .passed_packets = 10, .rate_dropped_packets = 6,
 						.new_sources = 2 });
@@ -900,15 +909,7 @@ Test(limiter, ipv6_fragments_count_against_the_source_in_both_modes)
 		ipv6_fragment(&last, 362, false);
 		udp(&last, OTHER_PORT);
 
-		expect(&first, 1, XDP_PASS);
-		expect(&middle, 3, XDP_PASS);
-		expect(&last, 1, XDP_PASS);
-		expect(&middle, 1, XDP_DROP);
-		expect(&last, 1, XDP_DROP);
-		expect(&first, 1, XDP_DROP);
-		struct rw_source s = source(sources[i]);
-		cr_expect_eq(s.passed, 5, "mode %d", modes[i]);
-		cr_expect_eq(s.dropped, 3, "mode %d", modes[i]);
+		expect_fragments_share_a_bucket(&first, &middle, &last, sources[i], modes[i]);
 	}
 	expect_metrics((struct rw_xdp_metrics){ .passed_packets = 10, .rate_dropped_packets = 6,
 						.new_sources = 2 });

@@ -169,15 +169,24 @@ def wait_listening(ns, addrs, proc, timeout=15.0):
                 s.close()
 
 
-def http_get(ns, src, dst, port, path="/", timeout=5.0):
-    """One request on a new connection from src (bound) to dst:port inside ns. Returns
-    (status, body); raises OSError (socket.timeout) when the connection cannot be made."""
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    s = ns.socket(family)
+def _connect(ns, src, dst, port, timeout):
+    """A TCP socket in ns, bound to src, connected to dst:port (timeout for each operation)."""
+    s = ns.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET)
     try:
         s.settimeout(timeout)
         s.bind((src, 0))
         s.connect((dst, port))
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def http_get(ns, src, dst, port, path="/", timeout=5.0):
+    """One request on a new connection from src (bound) to dst:port inside ns. Returns
+    (status, body); raises OSError (socket.timeout) when the connection cannot be made."""
+    s = _connect(ns, src, dst, port, timeout)
+    try:
         host = f"[{dst}]" if ":" in dst else dst
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
                   .encode())
@@ -197,17 +206,11 @@ def http_get(ns, src, dst, port, path="/", timeout=5.0):
 def connects(ns, src, dst, port, timeout):
     """Whether a TCP connection from src to dst:port is accepted within timeout (shorter than
     the 1 s SYN retransmission timeout, so an attempt is exactly one SYN)."""
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    s = ns.socket(family)
     try:
-        s.settimeout(timeout)
-        s.bind((src, 0))
-        s.connect((dst, port))
+        _connect(ns, src, dst, port, timeout).close()
         return True
     except socket.timeout:
         return False
-    finally:
-        s.close()
 
 
 # ---------------------------------------------------------------------------------------------
