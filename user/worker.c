@@ -17,10 +17,9 @@
 
 #include "conn.h"
 #include "proxy.h"
+#include "ring.h"
 #include "upstream.h"
 
-#define RING_ENTRIES 1024
-#define CQ_ENTRIES 16384
 /* Two buffer groups, so that clients holding buffers can never stop upstream responses (which
  * free them) from being read. */
 #define RING_BUFS_CLIENT 512
@@ -37,31 +36,21 @@ struct io_uring_sqe *worker_sqe(struct worker *w)
 	return sqe;
 }
 
-/* Tries the setup flags from the best to none; logs which set the kernel took (worker 0 only). */
+/* Opens the ring in the fastest mode the kernel accepts; logs which (worker 0 only). */
 static int ring_setup(struct worker *w)
 {
-	static const struct {
-		unsigned flags;
-		const char *name;
-	} tries[] = {
-		{ IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		  "single issuer + deferred task run" },
-		{ IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN, "cooperative task run" },
-		{ IORING_SETUP_CQSIZE, "plain" },
-	};
-	int ret = -EINVAL;
-	for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
-		struct io_uring_params p = { .flags = tries[i].flags, .cq_entries = CQ_ENTRIES };
-		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-		if (ret == 0) {
-			if (w->id == 0)
-				log_info("io_uring: %s mode (features 0x%x)%s", tries[i].name,
-					 p.features, i ? " — this kernel lacks the faster flags" : "");
-			return 0;
-		}
+	unsigned features = 0;
+	int mode = ring_open(&w->ring, &features);
+	if (mode < 0) {
+		log_error("io_uring_queue_init failed: %s", strerror(-mode));
+		return mode;
 	}
-	log_error("io_uring_queue_init failed: %s", strerror(-ret));
-	return ret;
+	if (w->id == 0) {
+		size_t n;
+		log_info("io_uring: %s mode (features 0x%x)%s", ring_modes(&n)[mode].name, features,
+			 mode ? " — this kernel lacks the faster flags" : "");
+	}
+	return 0;
 }
 
 static int listen_socket(const struct rw_sockaddr *a)
@@ -109,25 +98,18 @@ static void arm_wake(struct worker *w)
 /* The operations the data plane needs, and splice, which it can do without. */
 static int probe_ops(struct worker *w)
 {
-	static const struct {
-		int op;
-		const char *name;
-	} needed[] = {
-		{ IORING_OP_ACCEPT, "accept" }, { IORING_OP_RECV, "recv" },
-		{ IORING_OP_SEND, "send" },     { IORING_OP_SENDMSG, "sendmsg" },
-		{ IORING_OP_CONNECT, "connect" }, { IORING_OP_ASYNC_CANCEL, "cancel" },
-		{ IORING_OP_TIMEOUT, "timeout" }, { IORING_OP_READ, "read" },
-	};
 	struct io_uring_probe *p = io_uring_get_probe_ring(&w->ring);
 	if (!p) {
 		log_error("io_uring: this kernel cannot list its operations (Linux 5.19 or later needed)");
 		return -1;
 	}
 	int ret = 0;
-	for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
-		if (!io_uring_opcode_supported(p, needed[i].op)) {
+	size_t n;
+	const struct ring_op *ops = ring_ops(&n);
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].needed && !io_uring_opcode_supported(p, ops[i].op)) {
 			log_error("io_uring: this kernel lacks the %s operation (Linux 5.19 or later needed)",
-				  needed[i].name);
+				  ops[i].name);
 			ret = -1;
 		}
 	w->can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
