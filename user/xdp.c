@@ -29,8 +29,6 @@
 #include "log.h"
 #include "xdp.h"
 
-#define BPFFS_ROOT "/sys/fs/bpf"
-
 /* ---------------------------------------------------------------------------------------------
  * Pinned maps
  */
@@ -213,7 +211,7 @@ int xdp_permitted(void)
 #undef HAS_CAP
 }
 
-static int is_bpffs(const char *path)
+int xdp_is_bpffs(const char *path)
 {
 	struct statfs st;
 	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
@@ -225,7 +223,7 @@ static int is_bpffs(const char *path)
  * message. */
 static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 {
-	if (strncmp(dir, BPFFS_ROOT "/", sizeof BPFFS_ROOT) == 0 && !is_bpffs(BPFFS_ROOT)) {
+	if (strncmp(dir, BPFFS_ROOT "/", sizeof BPFFS_ROOT) == 0 && !xdp_is_bpffs(BPFFS_ROOT)) {
 		if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
 			int e = errno;
 			snprintf(err, errlen, "cannot mount the bpf filesystem on %s: %s", BPFFS_ROOT,
@@ -240,7 +238,7 @@ static int prepare_pin_dir(const char *dir, char *err, size_t errlen)
 	char *cut; /* up to the deepest part of the path that exists */
 	while (stat(path, &st) && errno == ENOENT && (cut = strrchr(path, '/')) && cut > path)
 		*cut = 0;
-	if (!is_bpffs(path)) {
+	if (!xdp_is_bpffs(path)) {
 		snprintf(err, errlen, "%s is not on a bpf filesystem (mount -t bpf bpf %s)", dir,
 			 BPFFS_ROOT);
 		return -ENOTSUP;

@@ -42,6 +42,11 @@ void xdp_format_prefix(const uint8_t addr[16], uint32_t prefixlen, char *buf, si
  * CAP_SYS_ADMIN, which older kernels ask for). */
 int xdp_permitted(void);
 
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+/* Whether path is on a bpf filesystem. */
+int xdp_is_bpffs(const char *path);
+
 /* The running limiter of a gateway. */
 struct xdp_plane;
 
