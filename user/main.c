@@ -1,6 +1,6 @@
-/* main.c — the command line (run, check, limits, --help, --version) and the process's signals:
- * SIGTERM and SIGINT drain and stop the workers. The XDP limiter is attached before the workers
- * start and detached after they stop. */
+/* main.c — the command line (run, check, limits, probe, --help, --version) and the process's
+ * signals: SIGTERM and SIGINT drain and stop the workers. The XDP limiter is attached before the
+ * workers start and detached after they stop. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "config.h"
 #include "limits_cmd.h"
 #include "log.h"
+#include "probe.h"
 #include "worker.h"
 #include "xdp.h"
 
@@ -18,12 +19,15 @@ static void usage(FILE *to)
 	fputs("usage: ringway run -c FILE [--log-level debug|info|warn|error]\n"
 	      "       ringway check -c FILE\n"
 	      "       ringway limits [--pin-path DIR | -c FILE] show|set|unset|top|stats ...\n"
+	      "       ringway probe [--json] [--interface IF]\n"
 	      "       ringway --help | --version\n"
 	      "\n"
 	      "  run     run the gateway in the foreground (logs on stderr); SIGTERM or SIGINT\n"
 	      "          stops accepting, lets in-flight requests finish (drain_timeout), exits 0\n"
 	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n"
-	      "  limits  inspect and change the XDP limiter's pinned maps (ringway limits --help)\n",
+	      "  limits  inspect and change the XDP limiter's pinned maps (ringway limits --help)\n"
+	      "  probe   what this host's kernel offers and what ringway will use of it; exits 1\n"
+	      "          when something ringway needs is missing (ringway probe --help)\n",
 	      to);
 }
 
@@ -98,6 +102,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 2 && !strcmp(argv[1], "limits"))
 		return limits_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "probe"))
+		return probe_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)) {
 		if (argc >= 2)
 			fprintf(stderr, "ringway: unknown command '%s'\n", argv[1]);
