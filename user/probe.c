@@ -221,13 +221,12 @@ static const struct later_op {
 	  "classic provided buffers; ringway registers a buffer ring instead" },
 };
 
-/* Whether the kernel accepts a set-up mode, tried with the sizes ring_open() asks for. Returns 0
- * or -errno. */
-static int mode_accepted(const struct ring_mode *mode)
+/* Whether the kernel accepts a set-up mode, opened as ring_open() opens it. 0 or -errno. */
+static int mode_accepted(size_t mode)
 {
 	struct io_uring ring;
-	struct io_uring_params p = { .flags = mode->flags, .cq_entries = CQ_ENTRIES };
-	int ret = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
+	unsigned features;
+	int ret = ring_open_mode(&ring, mode, &features);
 	if (ret == 0)
 		io_uring_queue_exit(&ring);
 	return ret;
@@ -245,7 +244,7 @@ static void report_modes(struct report *r, int used)
 		if ((int)i == used)
 			add(r, SECTION_IO_URING, NULL, name, ANSWER_YES, ROLE_INFO,
 			    "used: the first of these modes this kernel accepts");
-		else if ((ret = mode_accepted(&modes[i])) == 0)
+		else if ((ret = mode_accepted(i)) == 0)
 			add(r, SECTION_IO_URING, NULL, name, ANSWER_YES, ROLE_INFO, "a fallback");
 		else
 			add(r, SECTION_IO_URING, NULL, name, ANSWER_NO, ROLE_INFO,

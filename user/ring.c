@@ -31,16 +31,20 @@ const struct ring_op *ring_ops(size_t *n)
 	return ops;
 }
 
+int ring_open_mode(struct io_uring *ring, size_t mode, unsigned *features)
+{
+	struct io_uring_params p = { .flags = modes[mode].flags, .cq_entries = CQ_ENTRIES };
+	int ret = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+	if (ret == 0)
+		*features = p.features;
+	return ret;
+}
+
 int ring_open(struct io_uring *ring, unsigned *features)
 {
 	int ret = -EINVAL;
-	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-		struct io_uring_params p = { .flags = modes[i].flags, .cq_entries = CQ_ENTRIES };
-		ret = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
-		if (ret == 0) {
-			*features = p.features;
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		if ((ret = ring_open_mode(ring, i, features)) == 0)
 			return (int)i;
-		}
-	}
 	return ret;
 }

@@ -26,6 +26,8 @@ struct ring_op {
 const struct ring_mode *ring_modes(size_t *n);
 /* The operations ringway uses; *n gets their count. */
 const struct ring_op *ring_ops(size_t *n);
+/* Opens the ring in one mode (an index into ring_modes()): 0 or a negative errno. */
+int ring_open_mode(struct io_uring *ring, size_t mode, unsigned *features);
 /* Opens the ring with the first mode the kernel accepts: returns its index into ring_modes(), or
  * a negative errno when none is accepted. *features gets the kernel's IORING_FEAT_* bits. */
 int ring_open(struct io_uring *ring, unsigned *features);
