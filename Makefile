@@ -19,11 +19,12 @@ UNIT     := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*
 BPF_TESTS := $(patsubst tests/bpf/%.c,build/tests/bpf_%,$(wildcard tests/bpf/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit bpf-test integration integration-asan fuzz fuzz-smoke asan clean
+.PHONY: all deps run bench profile test unit bpf-test integration integration-asan fuzz fuzz-smoke asan clean
 all: build/ringway build/upstream
 
+# The test set, and the bench set: the tests run perf/bench and perf/profile for a short while.
 deps:
-	@kernel/install-deps.sh test
+	@kernel/install-deps.sh test bench
 
 # The XDP program, and the skeleton the loader embeds it through.
 build/bpf/%.bpf.o: bpf/%.bpf.c bpf/limiter.h | build/bpf
@@ -90,6 +91,14 @@ test: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	tests/upstream/demo.sh
+
+# ringway, NGINX and HAProxy side by side (about 12 minutes; perf/bench --help for shorter runs).
+bench: deps
+	perf/bench
+
+# ringway under wrk, recorded with perf: report, folded stacks and a flame graph in build/profile/.
+profile: deps
+	perf/profile
 
 clean:
 	rm -rf build

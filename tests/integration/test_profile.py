@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT
+from netns import skip_or_fail_in_ci
 
 sys.path.insert(0, os.path.join(ROOT, "perf"))
 import flamegraph  # noqa: E402
@@ -206,13 +207,13 @@ def test_command_line_fold_and_svg(tmp_path):
 def test_real_profile_run_names_ringway_functions(tmp_path):
     missing = [t for t in ("perf", "wrk") if not shutil.which(t)]
     if missing:
-        pytest.skip(f"perf/profile needs {' and '.join(missing)} (kernel/install-deps.sh bench "
-                    "installs linux-perf and wrk; `make test` does not)")
+        skip_or_fail_in_ci(f"perf/profile needs {' and '.join(missing)} (`make test` installs "
+                           "them: kernel/install-deps.sh test bench)")
     if os.geteuid() != 0:
         with open("/proc/sys/kernel/perf_event_paranoid") as f:
             if int(f.read()) > 1:
-                pytest.skip("perf record of kernel samples needs root or "
-                            "kernel.perf_event_paranoid <= 1")
+                skip_or_fail_in_ci("perf record of kernel samples needs root or "
+                                   "kernel.perf_event_paranoid <= 1")
     for b in ("build/ringway", "build/upstream"):
         assert os.access(os.path.join(ROOT, b), os.X_OK), f"{b} missing: make"
     env = dict(os.environ)
