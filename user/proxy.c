@@ -54,9 +54,13 @@ static void put_slice(struct out *o, struct slice s)
 
 static void put_u64(struct out *o, uint64_t v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-	put(o, num, (size_t)n);
+	char num[20];
+	size_t i = sizeof num;
+	do {
+		num[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(o, num + i, sizeof num - i);
 }
 
 static struct exchange *exchange_alloc(struct worker *w)
@@ -79,8 +83,6 @@ void exchange_free(struct worker *w, struct exchange *x)
 		buf_unref(&w->bufs, x->req_head_id);
 	splice_abandon(w, &x->req_leg);
 	splice_abandon(w, &x->resp_leg);
-	if (x->cfg)
-		config_unref(x->cfg);
 	x->next_free = w->free_exchanges;
 	w->free_exchanges = x;
 }
@@ -209,7 +211,6 @@ void proxy_start(struct client *c, uint32_t head_len)
 	}
 	c->x = x;
 	x->c = c;
-	x->cfg = config_ref(w->cfg);
 	x->t_start_ns = now_ns();
 	x->method_id = req->method_id;
 	x->method_len = (uint8_t)(req->method.len < sizeof x->method ? req->method.len : sizeof x->method);

@@ -22,7 +22,6 @@ struct exchange {
 	struct exchange *next_free;
 	struct client *c;
 	struct upconn *u;
-	struct rw_config *cfg; /* the snapshot this request started with */
 	const struct rw_route *route;
 	const struct rw_upstream *ups;
 	enum rw_reason reason;

@@ -5,7 +5,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include <strings.h>
 
 struct slice {
 	const char *p;
@@ -24,9 +23,20 @@ static inline bool slice_eq(struct slice a, const char *s, size_t n)
 	return a.len == n && memcmp(a.p, s, n) == 0;
 }
 
+static inline char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+/* Equal ignoring ASCII case (header names, schemes): no locale, inlined. */
 static inline bool slice_ieq(struct slice a, const char *s, size_t n)
 {
-	return a.len == n && strncasecmp(a.p, s, n) == 0;
+	if (a.len != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (ascii_lower(a.p[i]) != ascii_lower(s[i]))
+			return false;
+	return true;
 }
 
 #endif

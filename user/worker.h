@@ -38,7 +38,8 @@ struct worker {
 	bool can_splice;     /* the kernel has IORING_OP_SPLICE */
 	struct bufs bufs;
 	struct timer_wheel wheel;
-	struct rw_config *cfg;
+	struct rw_config *cfg; /* the snapshot: the worker's reference keeps it alive for every exchange
+			       * it runs (routes and upstreams point into it), without an atomic per request */
 	struct listener *listeners;
 	uint32_t nlisteners;
 	struct target_pool **pools; /* [upstream index][target index] */
