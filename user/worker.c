@@ -63,7 +63,8 @@ static int listen_socket(const struct rw_sockaddr *a)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (a->addr.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 4096) < 0) {
+	/* the kernel caps the backlog at net.core.somaxconn (kernel/sysctl-edge.conf raises it) */
+	if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 65535) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -405,6 +406,8 @@ static void *worker_main(void *arg)
 	char name[24];
 	snprintf(name, sizeof name, "worker %u", w->id);
 	log_set_thread_name(name);
+	snprintf(name, sizeof name, "ringway-w%u", w->id); /* for top, perf and /proc */
+	pthread_setname_np(pthread_self(), name);
 	if (w->cpu >= 0) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
