@@ -52,7 +52,7 @@ Requests/sec:   1000.00
 
 
 def test_wrk_output_is_read_with_its_units():
-    r = bench.parse_wrk(WRK_OK)
+    r = bench.wrk.parse(WRK_OK)
     assert r["rps"] == pytest.approx(42897.51)
     assert r["p50_ms"] == pytest.approx(0.85)
     assert r["p99_ms"] == pytest.approx(1200.0)
@@ -60,14 +60,14 @@ def test_wrk_output_is_read_with_its_units():
 
 
 def test_wrk_errors_and_non_2xx_answers_are_counted():
-    r = bench.parse_wrk(WRK_ERRORS)
+    r = bench.wrk.parse(WRK_ERRORS)
     assert r["errors"] == 3 + 4 + 2 + 7
     assert r["p99_ms"] == pytest.approx(12.5)
 
 
 def test_wrk_output_without_a_rate_is_an_error():
     with pytest.raises(ValueError):
-        bench.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+        bench.wrk.parse("unable to connect to 127.0.0.1:1 Connection refused\n")
 
 
 def run(rps, p99=1.0):
