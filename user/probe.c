@@ -1,12 +1,11 @@
 /* probe.c — `ringway probe`: what this host's kernel offers and what ringway will use of it.
  * io_uring: the feature bits, each set-up mode of ring_modes(), the operations of ring_ops() and a
  * few it may want later; a buffer ring, multishot recv and multishot accept, tried for real on a
- * ring opened by ring_open() and a 127.0.0.1 connection. BPF: kernel BTF, permission, bpffs, the
- * program and map types of the XDP limiter. XDP per interface: driver (ethtool) and native XDP
- * features (the "netdev" generic netlink family). Findings are collected once and printed as
- * aligned text or JSON. Nothing is attached and everything opened is closed: the host is left
- * as it was. */
-#include <arpa/inet.h>
+ * ring opened by ring_open() and AF_UNIX sockets (no network needed). BPF: kernel BTF,
+ * permission, bpffs, the program and map types of the XDP limiter. XDP per interface: driver
+ * (ethtool) and native XDP features (the "netdev" generic netlink family). Findings are collected
+ * once and printed as aligned text or JSON. Nothing is attached and everything opened is closed:
+ * the host is left as it was. */
 #include <errno.h>
 #include <getopt.h>
 #include <linux/ethtool.h>
@@ -15,7 +14,6 @@
 #include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -289,7 +288,7 @@ static void report_ops(struct report *r, struct io_uring *ring)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * io_uring: buffer ring, multishot recv and multishot accept, tried on 127.0.0.1
+ * io_uring: buffer ring, multishot recv and multishot accept, tried on AF_UNIX sockets
  */
 
 #define PROBE_BGID 0       /* the buffer group of the probe's own ring */
@@ -338,25 +337,70 @@ static int submit_one(struct io_uring *ring, struct io_uring_sqe *sqe, uint64_t 
 	return ret == 1 ? 0 : ret < 0 ? ret : -EAGAIN;
 }
 
-/* A listener on 127.0.0.1 (ephemeral port) and one connection to it; -1 where not open. */
-struct loopback {
-	int listener, client, server;
-	int second_client, accepted; /* the multishot accept's connection */
-	in_port_t port;              /* network byte order */
+/* The probe's sockets. AF_UNIX, so that trying the operations needs no network (a namespace made
+ * by `unshare --net` has lo down, and 127.0.0.1 is unreachable there): io_uring's multishot recv
+ * and accept are one code path for every stream socket, the family only supplies recvmsg and
+ * accept. A connected pair for the recv; for the accept a listener on an abstract address the
+ * kernel picks (autobind), which leaves nothing on the file system to clean up. -1: not open. */
+struct probe_sockets {
+	int peer, conn;           /* socketpair: peer sends, the multishot recv reads conn */
+	int listener, client;     /* client connects to listener while the accept is armed */
+	int accepted;             /* the multishot accept's connection */
+	struct sockaddr_un addr;  /* the listener's address */
+	socklen_t addr_len;
 };
 
-/* A client connected to the listener, or -errno. The connect is bounded by PROBE_WAIT_MS. */
-static int loopback_connect(in_port_t port)
+static void sockets_init(struct probe_sockets *s)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	*s = (struct probe_sockets){ .peer = -1, .conn = -1, .listener = -1, .client = -1,
+				     .accepted = -1 };
+}
+
+static void sockets_close(struct probe_sockets *s)
+{
+	int fds[] = { s->accepted, s->client, s->listener, s->conn, s->peer };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	sockets_init(s);
+}
+
+/* The connected pair. Returns 0 or -errno. */
+static int sockets_open_pair(struct probe_sockets *s)
+{
+	int fds[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds))
+		return -errno;
+	s->peer = fds[0];
+	s->conn = fds[1];
+	return 0;
+}
+
+/* The listener, bound to an abstract address of the kernel's choice. Returns 0 or -errno. */
+static int sockets_open_listener(struct probe_sockets *s)
+{
+	s->listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->listener < 0)
+		return -errno;
+	const struct sockaddr_un any = { .sun_family = AF_UNIX };
+	s->addr_len = sizeof s->addr;
+	if (bind(s->listener, (const struct sockaddr *)&any, sizeof any.sun_family) ||
+	    listen(s->listener, 8) ||
+	    getsockname(s->listener, (struct sockaddr *)&s->addr, &s->addr_len))
+		return -errno;
+	return 0;
+}
+
+/* A client connected to the listener, or -errno. The connect is bounded by PROBE_WAIT_MS. */
+static int sockets_connect(const struct probe_sockets *s)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	struct timeval bound = { .tv_sec = PROBE_WAIT_MS / 1000,
 				 .tv_usec = (PROBE_WAIT_MS % 1000) * 1000 };
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = port,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound) ||
-	    connect(fd, (const struct sockaddr *)&to, sizeof to)) {
+	    connect(fd, (const struct sockaddr *)&s->addr, s->addr_len)) {
 		int e = errno;
 		close(fd);
 		return -e;
@@ -364,44 +408,10 @@ static int loopback_connect(in_port_t port)
 	return fd;
 }
 
-/* Returns 0, or -errno with what failed in *step. */
-static int loopback_open(struct loopback *lb, const char **step)
-{
-	*lb = (struct loopback){ .listener = -1, .client = -1, .server = -1, .second_client = -1,
-				 .accepted = -1 };
-	struct sockaddr_in at = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof at;
-	struct timeval bound = { .tv_sec = PROBE_WAIT_MS / 1000,
-				 .tv_usec = (PROBE_WAIT_MS % 1000) * 1000 };
-	*step = "listener on 127.0.0.1";
-	lb->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lb->listener < 0 || bind(lb->listener, (const struct sockaddr *)&at, sizeof at) ||
-	    listen(lb->listener, 8) || getsockname(lb->listener, (struct sockaddr *)&at, &len) ||
-	    setsockopt(lb->listener, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound))
-		return -errno;
-	lb->port = at.sin_port;
-	*step = "connect to 127.0.0.1";
-	lb->client = loopback_connect(lb->port);
-	if (lb->client < 0)
-		return lb->client;
-	*step = "accept on 127.0.0.1";
-	lb->server = accept4(lb->listener, NULL, NULL, SOCK_CLOEXEC);
-	return lb->server < 0 ? -errno : 0;
-}
-
-static void loopback_close(struct loopback *lb)
-{
-	int fds[] = { lb->accepted, lb->second_client, lb->server, lb->client, lb->listener };
-	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-}
-
 /* A multishot recv into the buffer ring: the peer's bytes arrive in one of its buffers with
  * IORING_CQE_F_MORE (the recv stays armed), and the peer's shutdown ends it (0 bytes, no MORE),
  * as the worker expects of a connection. */
-static void try_multishot_recv(struct io_uring *ring, const struct loopback *lb,
+static void try_multishot_recv(struct io_uring *ring, const struct probe_sockets *s,
 			       const char *buffers, struct verdict *v)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -409,7 +419,7 @@ static void try_multishot_recv(struct io_uring *ring, const struct loopback *lb,
 		decide(v, ANSWER_UNKNOWN, "needed: no free submission entry to try it");
 		return;
 	}
-	io_uring_prep_recv_multishot(sqe, lb->server, NULL, 0, 0);
+	io_uring_prep_recv_multishot(sqe, s->conn, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = PROBE_BGID;
 	int ret = submit_one(ring, sqe, UD_RECV);
@@ -418,7 +428,7 @@ static void try_multishot_recv(struct io_uring *ring, const struct loopback *lb,
 		return;
 	}
 	const size_t len = sizeof PROBE_PAYLOAD - 1;
-	if (send(lb->client, PROBE_PAYLOAD, len, MSG_NOSIGNAL) != (ssize_t)len) {
+	if (send(s->peer, PROBE_PAYLOAD, len, MSG_NOSIGNAL) != (ssize_t)len) {
 		decide(v, ANSWER_UNKNOWN, "needed: sending to it failed: %s", strerror(errno));
 		return;
 	}
@@ -437,7 +447,7 @@ static void try_multishot_recv(struct io_uring *ring, const struct loopback *lb,
 	else if (!(c.flags & IORING_CQE_F_MORE))
 		decide(v, ANSWER_NO, "needed: the recv ended after one completion, without "
 				     "IORING_CQE_F_MORE");
-	else if (shutdown(lb->client, SHUT_WR))
+	else if (shutdown(s->peer, SHUT_WR))
 		decide(v, ANSWER_UNKNOWN, "needed: closing its peer failed: %s", strerror(errno));
 	else if ((ret = wait_completion(ring, UD_RECV, &c)) || c.res != 0 ||
 		 (c.flags & IORING_CQE_F_MORE))
@@ -449,29 +459,30 @@ static void try_multishot_recv(struct io_uring *ring, const struct loopback *lb,
 
 /* A multishot accept: a connection arrives with IORING_CQE_F_MORE (the accept stays armed). The
  * ring's teardown cancels it. */
-static void try_multishot_accept(struct io_uring *ring, struct loopback *lb, struct verdict *v)
+static void try_multishot_accept(struct io_uring *ring, struct probe_sockets *s,
+				 struct verdict *v)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	if (!sqe) {
 		decide(v, ANSWER_UNKNOWN, "needed: no free submission entry to try it");
 		return;
 	}
-	io_uring_prep_multishot_accept(sqe, lb->listener, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_prep_multishot_accept(sqe, s->listener, NULL, NULL, SOCK_CLOEXEC);
 	int ret = submit_one(ring, sqe, UD_ACCEPT);
 	if (ret) {
 		decide(v, ANSWER_NO, "needed: submitting it failed: %s", strerror(-ret));
 		return;
 	}
-	lb->second_client = loopback_connect(lb->port);
-	if (lb->second_client < 0) {
+	s->client = sockets_connect(s);
+	if (s->client < 0) {
 		decide(v, ANSWER_UNKNOWN, "needed: connecting to it failed: %s",
-		       strerror(-lb->second_client));
+		       strerror(-s->client));
 		return;
 	}
 	struct completion c = { 0 };
 	ret = wait_completion(ring, UD_ACCEPT, &c);
 	if (ret == 0 && c.res >= 0)
-		lb->accepted = c.res;
+		s->accepted = c.res;
 	if (ret)
 		decide(v, ANSWER_NO, "needed: no completion within %d ms: %s", PROBE_WAIT_MS,
 		       strerror(-ret));
@@ -503,21 +514,22 @@ static void report_buffers(struct report *r, struct io_uring *ring, void *space)
 					      io_uring_buf_ring_mask(PROBE_NBUFS), (int)i);
 		io_uring_buf_ring_advance(br, PROBE_NBUFS);
 	}
-	struct loopback lb;
-	const char *step;
-	int ret = loopback_open(&lb, &step);
-	if (ret) {
-		decide(&recv, ANSWER_UNKNOWN, "needed: cannot try it: %s: %s", step,
+	struct probe_sockets socks;
+	sockets_init(&socks);
+	int ret;
+	if (registered)
+		decide(&recv, ANSWER_NO, "needed: it needs the buffer ring");
+	else if ((ret = sockets_open_pair(&socks)))
+		decide(&recv, ANSWER_UNKNOWN, "needed: cannot try it: socketpair: %s",
 		       strerror(-ret));
-		accept = recv;
-	} else {
-		if (registered == 0)
-			try_multishot_recv(ring, &lb, buffers, &recv);
-		else
-			decide(&recv, ANSWER_NO, "needed: it needs the buffer ring");
-		try_multishot_accept(ring, &lb, &accept);
-	}
-	loopback_close(&lb);
+	else
+		try_multishot_recv(ring, &socks, buffers, &recv);
+	if ((ret = sockets_open_listener(&socks)))
+		decide(&accept, ANSWER_UNKNOWN, "needed: cannot try it: an AF_UNIX listener: %s",
+		       strerror(-ret));
+	else
+		try_multishot_accept(ring, &socks, &accept);
+	sockets_close(&socks); /* the armed accept keeps its file until the ring's teardown */
 	if (registered)
 		decide(&buf_ring, ANSWER_NO,
 		       "needed: io_uring_register_buf_ring: %s; Linux 5.19 or later has it",
@@ -1032,8 +1044,9 @@ static void usage(FILE *to)
 	fputs("usage: ringway probe [--json] [--interface IF]\n"
 	      "What this host's kernel offers and what ringway will use of it: io_uring set-up\n"
 	      "modes and operations, a buffer ring, multishot accept and recv (tried on\n"
-	      "127.0.0.1), BPF program and map types, bpffs, permission, and per interface its\n"
-	      "driver and native XDP support. Nothing on the host is changed or attached.\n"
+	      "AF_UNIX sockets: no network needed), BPF program and map types, bpffs,\n"
+	      "permission, and per interface its driver and native XDP support. Nothing on\n"
+	      "the host is changed or attached.\n"
 	      "  --json           one JSON object instead of text\n"
 	      "  --interface IF   only this interface (default: all)\n"
 	      "Exit status: 0 ringway can run here, 1 something it needs is missing, 2 bad\n"

@@ -1,7 +1,8 @@
 """`ringway probe`: what the host offers and what ringway will use. The probe runs for real here
-(rings, a buffer ring, multishot accept and recv on 127.0.0.1, BPF probes) and is checked against
-what `ringway run` does; under `make integration-asan` (RINGWAY_BIN) a leak or undefined behaviour
-makes its exit code non-zero, so these tests catch them too."""
+(rings, a buffer ring, multishot accept and recv on AF_UNIX sockets, BPF probes), also in a network
+namespace without loopback, and is checked against what `ringway run` does; under
+`make integration-asan` (RINGWAY_BIN) a leak or undefined behaviour makes its exit code non-zero,
+so these tests catch them too."""
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import pytest
 
 from conftest import RINGWAY, Gateway, free_port, make_config
+from netns import skip_or_fail_in_ci
 
 UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 NEEDS_CAPS = "needs CAP_BPF/CAP_SYS_ADMIN"
@@ -138,6 +140,23 @@ def test_usage_errors():
     assert r.returncode == 0 and r.stdout.startswith("usage: ringway probe")
     r = subprocess.run([RINGWAY, "--help"], capture_output=True, text=True, timeout=30)
     assert "ringway probe [--json] [--interface IF]" in r.stdout
+
+
+def test_runs_in_a_network_namespace_without_loopback():
+    """A namespace made by `unshare --net` has lo down, so 127.0.0.1 is unreachable there: the
+    multishot accept and recv are tried on AF_UNIX sockets, which need no network, and the probe
+    passes (it used to blame the kernel for the missing loopback)."""
+    if os.geteuid() != 0:
+        skip_or_fail_in_ci("needs root to make a network namespace (unshare --net)")
+    r = probe(prefix=["unshare", "--net"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr == ""
+    findings, summary = parse_text(r.stdout)
+    # it ran in the new namespace: lo is its only interface
+    assert {h for h, _ in findings if h.startswith("xdp ")} == {"xdp lo"}, r.stdout
+    for name in ("buffer ring", "multishot accept", "multishot recv"):
+        assert answer(findings[("buffers", name)]) == "yes", findings[("buffers", name)]
+    assert summary["ring mode"] != "none"
 
 
 def test_without_bpf_permission_bpf_says_so():
