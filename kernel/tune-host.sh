@@ -4,12 +4,17 @@
 # a NIC's queue IRQs one per CPU (queue i -> i-th CPU, as ringway pins worker i to the i-th CPU of
 # its affinity mask). Every action prints one line: what, the current value, the new value.
 # A key the running kernel lacks is reported and skipped. Changes need root (except under --root).
+# Some keys are minimums (ceilings and queue lengths: the MINIMUM list in this script): a running
+# value that is higher already is kept, never lowered, and --check accepts it.
 #
-# usage: kernel/tune-host.sh [--dry-run | --check] [options]
+# usage: kernel/tune-host.sh [--dry-run | --check | --print-conf] [options]
 #   (no mode)          apply: write the profile, mount bpffs, set IRQ affinity with --interface
 #   --dry-run          print every change it would make (current -> new), change nothing
 #   --check            compare the running values with the profile (and the IRQ plan with
 #                      --interface); exit 1 if any differ, 0 if none does; changes nothing
+#   --print-conf       print the profile in sysctl.d format with the values it would set here
+#                      (a minimum keeps a higher running value), to keep them across reboots:
+#                      tune-host.sh --print-conf > /etc/sysctl.d/60-ringway-edge.conf
 #   --only-net         only the net.* sysctls this network namespace owns (no fs/kernel keys, no
 #                      bpffs, no IRQs): safe inside a namespace made with `unshare --net`, where
 #                      host-wide net.* keys are read-only or absent and are reported and skipped
@@ -27,8 +32,27 @@
 # 2 bad usage.
 set -euo pipefail
 
+# Keys whose profile value is a minimum, not a setting: ceilings and queue lengths, where more is
+# never worse for ringway and a host may have more already (systemd sets fs.file-max to LONG_MAX
+# and fs.nr_open to 1073741816 at boot). A running value that is higher is kept ("higher already,
+# kept"), a lower one is raised to the profile's, and --check accepts a higher one. One letter per
+# field of the value: '>' the field is a minimum, '=' it is set as the profile says (tcp_rmem and
+# tcp_wmem are "min default max": the default stays small on purpose, the max is a ceiling).
+declare -A MINIMUM=(
+  [net.core.somaxconn]='>'
+  [net.ipv4.tcp_max_syn_backlog]='>'
+  [net.core.netdev_max_backlog]='>'
+  [net.core.rmem_max]='>'
+  [net.core.wmem_max]='>'
+  [net.ipv4.tcp_rmem]='= = >'
+  [net.ipv4.tcp_wmem]='= = >'
+  [fs.file-max]='>'
+  [fs.nr_open]='>'
+)
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROFILE=$HERE/sysctl-edge.conf
+PROFILE_ARG=
 ROOT=${RINGWAY_SYSROOT:-/}
 MODE=apply
 ONLY_NET=0
@@ -42,7 +66,8 @@ die() { echo "tune-host: $*" >&2; exit 1; }
 usage_error() { echo "tune-host: $* (see --help)" >&2; exit 2; }
 
 set_mode() {
-  [ "$MODE" = apply ] || [ "$MODE" = "$1" ] || usage_error "--dry-run and --check exclude each other"
+  [ "$MODE" = apply ] || [ "$MODE" = "$1" ] ||
+    usage_error "--dry-run, --check and --print-conf exclude each other"
   MODE=$1
 }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then usage_error "$1 needs a value"; fi; }
@@ -52,13 +77,14 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --dry-run) set_mode dry-run; shift ;;
     --check) set_mode check; shift ;;
+    --print-conf) set_mode print-conf; shift ;;
     --apply) shift ;;
     --only-net) ONLY_NET=1; shift ;;
     --irq-only) IRQ_ONLY=1; shift ;;
     --interface) need_arg "$@"; IFACE=$2; shift 2 ;;
     --cpus) need_arg "$@"; CPUS_ARG=$2; shift 2 ;;
     --rps-xps) need_arg "$@"; RPS_XPS=$2; shift 2 ;;
-    --profile) need_arg "$@"; PROFILE=$2; shift 2 ;;
+    --profile) need_arg "$@"; PROFILE=$2; PROFILE_ARG=" --profile $(printf %q "$2")"; shift 2 ;;
     --root) need_arg "$@"; ROOT=$2; shift 2 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
@@ -71,6 +97,9 @@ if [ -z "$IFACE" ]; then
   [ -z "$RPS_XPS" ] || usage_error "--rps-xps needs --interface"
 fi
 [ $ONLY_NET -eq 0 ] || [ -z "$IFACE" ] || usage_error "--only-net and --interface exclude each other"
+if [ "$MODE" = print-conf ] && { [ $ONLY_NET -eq 1 ] || [ -n "$IFACE" ]; }; then
+  usage_error "--print-conf prints the whole profile: no --only-net, no --interface"
+fi
 [ -d "$ROOT" ] || usage_error "--root $ROOT is not a directory"
 ROOT=${ROOT%/}
 [ $IRQ_ONLY -eq 1 ] || [ -f "$PROFILE" ] || die "profile $PROFILE not found"
@@ -79,28 +108,34 @@ if [ "$MODE" = apply ] && [ -z "$ROOT" ] && [ "$EUID" -ne 0 ]; then
     "run it as root, or see what it would change with --dry-run"
 fi
 
-n_set=0 n_same=0 n_skip=0 n_fail=0 n_diff=0
+n_set=0 n_same=0 n_kept=0 n_skip=0 n_fail=0 n_diff=0
 
-# One action: what (the start of its line), the current value, the wanted one, the file to write,
-# and optionally whether the two already agree (1/0; default: equal as text).
+# One action: what (the start of its line), the current value, the value to write, the file to
+# write, and optionally: whether the two already agree (1/0; default: equal as text), what the
+# profile asks ("4096 131072 >=33554432": '>=' marks a minimum; default: the value to write), and
+# whether a higher running value is kept in the value to write (1/0).
 act() {
-  local what=$1 cur=$2 want=$3 file=$4 same=${5:-}
+  local what=$1 cur=$2 want=$3 file=$4 same=${5:-} asks=${6:-$3} kept=${7:-0} note=
   [ -n "$same" ] || { [ "$cur" = "$want" ] && same=1 || same=0; }
+  [ "$kept" = 0 ] || note="higher already, kept; the profile asks $asks"
   if [ "$same" = 1 ]; then
+    [ -z "$note" ] || n_kept=$((n_kept + 1))
     case "$MODE" in
-      check) echo "$what: $cur (matches)" ;;
-      *) echo "$what: $cur (already set)" ;;
+      check) echo "$what: $cur (${note:+$note: }matches)" ;;
+      *) echo "$what: $cur (${note:-already set})" ;;
     esac
     n_same=$((n_same + 1))
     return 0
   fi
   case "$MODE" in
-    dry-run) echo "$what: $cur -> $want (dry run: not changed)"; n_set=$((n_set + 1)) ;;
-    check) echo "$what: $cur, wanted $want (differs)"; n_diff=$((n_diff + 1)) ;;
+    dry-run)
+      echo "$what: $cur -> $want (dry run: not changed${note:+; $note})"
+      n_set=$((n_set + 1)) ;;
+    check) echo "$what: $cur, wanted $asks (differs)"; n_diff=$((n_diff + 1)) ;;
     apply)
       local err
       if err=$( { printf '%s\n' "$want" >"$file"; } 2>&1 ); then
-        echo "$what: $cur -> $want"
+        echo "$what: $cur -> $want${note:+ ($note)}"
         n_set=$((n_set + 1))
       elif [[ "$err" == *"Input/output error"* ]] && [[ "$what" == irq* ]]; then
         skip "$what" "the kernel manages this IRQ's affinity (EIO), it cannot be changed"
@@ -135,18 +170,63 @@ writable_here() {
 
 # --- sysctls ---------------------------------------------------------------------------------------
 
+# Whether $1 > $2, both unsigned decimal integers of any length (compared as text: a value such as
+# fs.file-max may be LONG_MAX, and /proc may show values beyond bash's 64-bit arithmetic).
+num_gt() {
+  local a=${1#"${1%%[!0]*}"} b=${2#"${2%%[!0]*}"}
+  a=${a:-0}; b=${b:-0}
+  if [ ${#a} -ne ${#b} ]; then [ ${#a} -gt ${#b} ]; else [[ "$a" > "$b" ]]; fi
+}
+
+# For a key, its running value and the profile's: sets TARGET to the value to write (the
+# profile's, except that a field MINIMUM marks '>' keeps a running value above it), ASKS to the
+# profile's value as meant ("4096 131072 >=33554432") and KEPT to 1 when a running field is kept.
+TARGET='' ASKS='' KEPT=0
+plan_value() {
+  local key=$1 i
+  local -a cur want spec out=() asks=()
+  read -ra cur <<<"$2"
+  read -ra want <<<"$3"
+  read -ra spec <<<"${MINIMUM[$key]:-}"
+  KEPT=0
+  for i in "${!want[@]}"; do
+    if [ "${spec[i]:-=}" = '>' ] && [[ "${want[i]}" =~ ^[0-9]+$ ]]; then
+      asks+=(">=${want[i]}")
+      if [[ "${cur[i]:-}" =~ ^[0-9]+$ ]] && num_gt "${cur[i]}" "${want[i]}"; then
+        out+=("${cur[i]}")
+        KEPT=1
+        continue
+      fi
+    else
+      asks+=("${want[i]}")
+    fi
+    out+=("${want[i]}")
+  done
+  TARGET=${out[*]}
+  ASKS=${asks[*]}
+}
+
 sysctl_step() {
-  local lineno=0 line key val path
+  local lineno=0 raw line key val path dash
   local -a words
+  if [ "$MODE" = print-conf ]; then
+    echo "# ${PROFILE##*/} as kernel/tune-host.sh applies it on this host (--print-conf):"
+    echo "# the keys it treats as minimums keep a value that was higher here; a '-' before a key"
+    echo "# marks one this kernel lacks (sysctl ignores it)."
+    echo
+  fi
   if [ $ONLY_NET -eq 1 ]; then
     echo "netns: only the keys of network namespace $(readlink /proc/self/ns/net 2>/dev/null || echo '?')"
   fi
-  while IFS= read -r line || [ -n "$line" ]; do
+  while IFS= read -r raw || [ -n "$raw" ]; do
     lineno=$((lineno + 1))
-    line=${line#"${line%%[![:space:]]*}"}
-    case "$line" in ''|'#'*|';'*) continue ;; esac
+    line=${raw#"${raw%%[![:space:]]*}"}
+    case "$line" in
+      ''|'#'*|';'*) [ "$MODE" != print-conf ] || printf '%s\n' "$raw"; continue ;;
+    esac
     [[ "$line" == *=* ]] || die "$PROFILE:$lineno: not 'key = value': $line"
     key=${line%%=*}; val=${line#*=}
+    dash=; [[ "$key" != -* ]] || dash=-
     key=${key#-}
     read -r key <<<"$key"
     read -ra words <<<"$val"
@@ -154,6 +234,17 @@ sysctl_step() {
     [[ "$key" =~ ^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$ ]] || die "$PROFILE:$lineno: bad key '$key'"
     [ -n "$val" ] || die "$PROFILE:$lineno: $key has no value"
     path=$ROOT/proc/sys/${key//.//}
+    if [ "$MODE" = print-conf ]; then
+      if [ ! -e "$path" ]; then
+        echo "-$key = $val"
+      elif read_norm "$path" && [ -n "$VAL" ]; then
+        plan_value "$key" "$VAL" "$val"
+        echo "$dash$key = $TARGET"
+      else
+        echo "$dash$key = $val"
+      fi
+      continue
+    fi
     if [ $ONLY_NET -eq 1 ] && [[ "$key" != net.* ]]; then
       skip "sysctl $key" "not a network-namespace key (--only-net)"
       continue
@@ -174,7 +265,8 @@ sysctl_step() {
       skip "sysctl $key" "cannot read $path"
       continue
     fi
-    act "sysctl $key" "$VAL" "$val" "$path"
+    plan_value "$key" "$VAL" "$val"
+    act "sysctl $key" "$VAL" "$TARGET" "$path" "" "$ASKS" "$KEPT"
   done <"$PROFILE"
 }
 
@@ -362,6 +454,10 @@ irq_step() {
 
 # --- main --------------------------------------------------------------------------------------
 
+if [ "$MODE" = print-conf ]; then
+  sysctl_step
+  exit 0
+fi
 if [ $IRQ_ONLY -eq 0 ]; then
   sysctl_step
   if [ $ONLY_NET -eq 0 ]; then
@@ -371,17 +467,21 @@ if [ $IRQ_ONLY -eq 0 ]; then
 fi
 [ -z "$IFACE" ] || irq_step
 
+kept=
+[ $n_kept -eq 0 ] || kept=" ($n_kept higher, kept)"
 case "$MODE" in
   check)
-    echo "tune-host: $n_diff differ, $n_same match, $n_skip skipped"
+    echo "tune-host: $n_diff differ, $n_same match$kept, $n_skip skipped"
     [ $n_diff -eq 0 ] || exit 1 ;;
   dry-run)
-    echo "tune-host: dry run: $n_set would change, $n_same already set, $n_skip skipped; nothing changed" ;;
+    echo "tune-host: dry run: $n_set would change, $n_same already set$kept, $n_skip skipped;" \
+      "nothing changed" ;;
   apply)
-    echo "tune-host: $n_set changed, $n_same already set, $n_skip skipped, $n_fail failed"
+    echo "tune-host: $n_set changed, $n_same already set$kept, $n_skip skipped, $n_fail failed"
     if [ $n_set -gt 0 ] && [ $IRQ_ONLY -eq 0 ] && [ $ONLY_NET -eq 0 ] && [ -z "$ROOT" ]; then
-      echo "tune-host: to keep the profile across reboots:" \
-        "install -m 644 $PROFILE /etc/sysctl.d/60-ringway-edge.conf"
+      echo "tune-host: to keep these values across reboots:" \
+        "$0 --print-conf$PROFILE_ARG > /etc/sysctl.d/60-ringway-edge.conf" \
+        "(a copy of the profile itself would lower the values kept higher at the next boot)"
     fi
     [ $n_fail -eq 0 ] || exit 1 ;;
 esac

@@ -1,7 +1,8 @@
 """kernel/sysctl-edge.conf and kernel/tune-host.sh: every key of the profile exists on this kernel
 and says why it is there; --dry-run and --check change nothing; the net.* keys are applied inside
-a network namespace made for the test (`unshare --net`), never in the host's; the IRQ affinity
-logic runs against a fake /proc and /sys tree (--root), never against a real NIC."""
+a network namespace made for the test (`unshare --net`), never in the host's; the minimums (a
+higher running value is kept, never lowered) and the IRQ affinity logic run against a fake /proc
+and /sys tree (--root), never against a real NIC."""
 import os
 import re
 import subprocess
@@ -13,6 +14,15 @@ from netns import skip_or_fail_in_ci
 
 SCRIPT = os.path.join(ROOT, "kernel", "tune-host.sh")
 PROFILE = os.path.join(ROOT, "kernel", "sysctl-edge.conf")
+
+# The keys tune-host.sh takes as minimums (its MINIMUM list), one rule per field of the value:
+# '>' a higher running value is kept, '=' the profile's value is set.
+MINIMUM = {
+    "net.core.somaxconn": ">", "net.ipv4.tcp_max_syn_backlog": ">",
+    "net.core.netdev_max_backlog": ">", "net.core.rmem_max": ">", "net.core.wmem_max": ">",
+    "net.ipv4.tcp_rmem": "= = >", "net.ipv4.tcp_wmem": "= = >",
+    "fs.file-max": ">", "fs.nr_open": ">",
+}
 
 
 def profile():
@@ -36,6 +46,25 @@ def proc_path(key, root="/"):
 def read_value(key):
     with open(proc_path(key)) as f:
         return " ".join(f.read().split())
+
+
+def planned(key, current, wanted):
+    """The value tune-host.sh sets for a key: the profile's, except that a field that is a minimum
+    keeps a higher running value."""
+    rules = MINIMUM.get(key, "").split()
+    cur, out = current.split(), []
+    for i, w in enumerate(wanted.split()):
+        keep = (i < len(rules) and rules[i] == ">" and i < len(cur) and cur[i].isdigit()
+                and w.isdigit() and int(cur[i]) > int(w))
+        out.append(cur[i] if keep else w)
+    return " ".join(out)
+
+
+def asks(key, wanted):
+    """The profile's value as tune-host.sh prints it: minimum fields as '>=N'."""
+    rules = MINIMUM.get(key, "").split()
+    return " ".join(f">={w}" if i < len(rules) and rules[i] == ">" else w
+                    for i, w in enumerate(wanted.split()))
 
 
 def run_script(*args, env=None, **kw):
@@ -64,6 +93,7 @@ def test_every_key_exists_on_this_kernel_and_says_why():
         assert os.path.exists(proc_path(key)), f"{key}: no {proc_path(key)} on this kernel"
         assert value, f"{key} has no value"
         assert comment and len(comment.lstrip("# ")) > 20, f"{key}: no comment line above it"
+    assert MINIMUM.keys() <= set(names), "a minimum that the profile does not set"
     for wanted in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.core.netdev_max_backlog",
                    "net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse", "net.core.rmem_max",
                    "net.core.wmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
@@ -82,7 +112,8 @@ def test_every_key_exists_on_this_kernel_and_says_why():
 def test_help_and_usage_errors():
     r = run_script("--help")
     assert r.returncode == 0 and "--dry-run" in r.stdout and "--interface" in r.stdout
-    for args in (["--dry-run", "--check"], ["--bogus"], ["--cpus", "0-1"], ["--interface"],
+    for args in (["--dry-run", "--check"], ["--check", "--print-conf"],
+                 ["--print-conf", "--only-net"], ["--bogus"], ["--cpus", "0-1"], ["--interface"],
                  ["--interface", "eth0", "--rps-xps", "sometimes"]):
         r = run_script(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
@@ -100,10 +131,16 @@ def test_dry_run_changes_nothing_and_lists_every_key():
         mine = [l for l in lines if l.startswith(f"sysctl {key}:")]
         assert len(mine) == 1, (key, r.stdout)
         line = mine[0]
+        target = planned(key, before[key], value)
+        kept = f"higher already, kept; the profile asks {asks(key, value)}"
         if before[key] == value:
             assert line == f"sysctl {key}: {value} (already set)"
-        else:  # the current and the new value
+        elif before[key] == target:  # a minimum that is higher here
+            assert line == f"sysctl {key}: {target} ({kept})"
+        elif target == value:  # the current and the new value
             assert line == f"sysctl {key}: {before[key]} -> {value} (dry run: not changed)"
+        else:  # a field kept, another changed
+            assert line == f"sysctl {key}: {before[key]} -> {target} (dry run: not changed; {kept})"
     assert any(l.startswith("bpffs /sys/fs/bpf:") for l in lines)
     assert any(l.startswith("nofile:") and "LimitNOFILE=" in l for l in lines)
     assert lines[-1].endswith("nothing changed")
@@ -114,11 +151,14 @@ def test_check_on_this_host_says_whether_anything_differs():
     keys = profile()
     before = {k: read_value(k) for k, _, _ in keys}
     r = run_script("--check")
-    differs = [k for k, v, _ in keys if before[k] != v]
+    differs = [k for k, v, _ in keys if before[k] != planned(k, before[k], v)]
     mounted = any(l.split()[1:3] == ["/sys/fs/bpf", "bpf"] for l in open("/proc/mounts"))
     assert r.returncode == (1 if differs or not mounted else 0), r.stdout
-    for k in differs:
-        assert f"sysctl {k}: {before[k]}, wanted " in r.stdout
+    for k, v, _ in keys:
+        if k in differs:
+            assert f"sysctl {k}: {before[k]}, wanted {asks(k, v)} (differs)" in r.stdout
+        else:
+            assert re.search(rf"^sysctl {re.escape(k)}: .*matches\)$", r.stdout, re.M), k
     assert {k: read_value(k) for k, _, _ in keys} == before
 
 
@@ -141,11 +181,11 @@ def test_net_keys_applied_inside_a_fresh_network_namespace_only():
     assert rcs == {"check-before": "1", "apply": "0", "check-after": "0"}, out
     assert os.readlink("/proc/self/ns/net") not in out  # it ran in another namespace
     inside = {m[0]: " ".join(m[1].split()) for m in re.findall(r"^V (\S+) ?(.*)$", out, re.M)}
-    applied = [k for k in net_keys if re.search(rf"^sysctl {re.escape(k)}: .*-> ", out, re.M)]
+    applied = dict(re.findall(r"^sysctl (\S+): (.*) -> ", out, re.M))
     assert "net.ipv4.tcp_fin_timeout" in applied and "net.ipv4.tcp_migrate_req" in applied
     values = dict((k, v) for k, v, _ in keys)
-    for k in applied:
-        assert inside[k] == values[k], (k, inside[k])
+    for k, old in applied.items():
+        assert inside[k] == planned(k, old, values[k]), (k, old, inside[k])
     # Host-wide keys are reported and skipped in there, fs/kernel keys are not even tried.
     assert "sysctl net.core.rmem_max: skipped, host-wide, read-only" in out
     assert "sysctl fs.file-max: skipped, not a network-namespace key (--only-net)" in out
@@ -314,6 +354,125 @@ def test_whole_run_on_a_fake_tree_skips_missing_keys_and_writes_the_rest(tmp_pat
     assert "sysctl net.ipv4.tcp_rmem: 4096 131072 6291456 -> " + values["net.ipv4.tcp_rmem"] in r.stdout
     assert "bpffs /sys/fs/bpf: skipped" in r.stdout
     assert f"{len(present)} changed" in r.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Minimums on a fake /proc: a higher running value is kept, a lower one raised
+
+LONG_MAX = "9223372036854775807"
+
+
+def fake_sysctls(root, values):
+    for k, v in values.items():
+        write(proc_path(k, root), v + "\n")
+    write(f"{root}/proc/mounts", "bpf /sys/fs/bpf bpf rw,relatime 0 0\n")
+
+
+def sysctls_of(root, keys):
+    return {k: " ".join(read(proc_path(k, root)).split()) for k in keys}
+
+
+def test_higher_limits_are_kept_not_lowered(tmp_path):
+    """systemd's boot values (fs.file-max = LONG_MAX, fs.nr_open = 1073741816) and a larger
+    rmem_max stay as they are; the script used to write the profile's smaller values over them."""
+    root = str(tmp_path)
+    host = {"fs.file-max": LONG_MAX, "fs.nr_open": "1073741816", "net.core.rmem_max": "134217728"}
+    fake_sysctls(root, host)
+    for mode in ("--dry-run", None):
+        r = run_script("--root", root, *([mode] if mode else []))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sysctls_of(root, host) == host
+        assert " -> " not in r.stdout, r.stdout
+        assert (f"sysctl fs.file-max: {LONG_MAX} (higher already, kept; the profile asks "
+                ">=4194304)") in r.stdout
+        assert ("sysctl fs.nr_open: 1073741816 (higher already, kept; the profile asks "
+                ">=2097152)") in r.stdout
+        assert ("sysctl net.core.rmem_max: 134217728 (higher already, kept; the profile asks "
+                ">=33554432)") in r.stdout
+        assert "4 already set (3 higher, kept)" in r.stdout  # and bpffs
+    c = run_script("--root", root, "--check")
+    assert c.returncode == 0, c.stdout
+    assert (f"sysctl fs.file-max: {LONG_MAX} (higher already, kept; the profile asks >=4194304: "
+            "matches)") in c.stdout
+    assert "tune-host: 0 differ, 4 match (3 higher, kept)" in c.stdout
+
+
+def test_minimums_lower_raised_higher_kept_others_set_exactly(tmp_path):
+    """Every key present: a minimum below the profile is raised, one above it kept; tcp_rmem's
+    and tcp_wmem's min and default are set as written and only their max is a minimum; a key that
+    is not a minimum is set exactly, lower or higher."""
+    root = str(tmp_path)
+    keys = profile()
+    values = dict((k, v) for k, v, _ in keys)
+    start = dict(values)
+    start.update({
+        "fs.file-max": LONG_MAX, "fs.nr_open": "1048576",                    # kept, raised
+        "net.core.somaxconn": "4096", "net.core.netdev_max_backlog": "100000",  # raised, kept
+        "net.core.rmem_max": "4194304", "net.core.wmem_max": "67108864",        # raised, kept
+        "net.ipv4.tcp_rmem": "8192 262144 67108864",  # min and default set, max kept
+        "net.ipv4.tcp_wmem": "4096 16384 4194304",    # max raised
+        "net.ipv4.tcp_fin_timeout": "60",             # not a minimum: lowered to 15
+        "net.ipv4.tcp_syncookies": "2",               # not a minimum: set to 1
+    })
+    fake_sysctls(root, start)
+    names = [k for k, _, _ in keys]
+    want = {"fs.file-max": LONG_MAX, "fs.nr_open": "2097152", "net.core.somaxconn": "65535",
+            "net.core.netdev_max_backlog": "100000", "net.core.rmem_max": "33554432",
+            "net.core.wmem_max": "67108864", "net.ipv4.tcp_rmem": "4096 131072 67108864",
+            "net.ipv4.tcp_wmem": "4096 16384 16777216", "net.ipv4.tcp_fin_timeout": "15",
+            "net.ipv4.tcp_syncookies": "1"}
+    assert {k: planned(k, start[k], values[k]) for k in want} == want  # the model agrees
+
+    c = run_script("--root", root, "--check")
+    assert c.returncode == 1, c.stdout
+    assert "sysctl net.core.somaxconn: 4096, wanted >=65535 (differs)" in c.stdout
+    assert ("sysctl net.ipv4.tcp_rmem: 8192 262144 67108864, wanted 4096 131072 >=33554432 "
+            "(differs)") in c.stdout
+    assert ("sysctl net.core.netdev_max_backlog: 100000 (higher already, kept; the profile asks "
+            ">=16384: matches)") in c.stdout
+    assert "sysctl net.ipv4.tcp_fin_timeout: 60, wanted 15 (differs)" in c.stdout
+
+    # --print-conf: the profile as it would be applied here, comments kept; changes nothing.
+    pc = run_script("--root", root, "--print-conf")
+    assert pc.returncode == 0, pc.stderr
+    assert sysctls_of(root, names) == start
+    printed = [l for l in pc.stdout.splitlines() if l and not l.startswith("#")]
+    assert printed == [f"{k} = {planned(k, start[k], values[k])}" for k in names]
+    for _, _, comment in keys:
+        assert comment in pc.stdout.splitlines()
+    conf = tmp_path / "printed.conf"
+    conf.write_text(pc.stdout)
+
+    r = run_script("--root", root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = sysctls_of(root, names)
+    assert got == {k: planned(k, start[k], values[k]) for k in names}
+    assert {k: got[k] for k in want} == want
+    assert "sysctl net.core.somaxconn: 4096 -> 65535" in r.stdout
+    assert "sysctl fs.nr_open: 1048576 -> 2097152" in r.stdout
+    assert ("sysctl net.ipv4.tcp_rmem: 8192 262144 67108864 -> 4096 131072 67108864 (higher "
+            "already, kept; the profile asks 4096 131072 >=33554432)") in r.stdout
+    assert "sysctl net.ipv4.tcp_wmem: 4096 16384 4194304 -> 4096 16384 16777216" in r.stdout
+    assert "sysctl net.ipv4.tcp_fin_timeout: 60 -> 15" in r.stdout
+    assert ("sysctl net.core.wmem_max: 67108864 (higher already, kept; the profile asks "
+            ">=16777216)") in r.stdout
+    # Applied: --check passes, with this profile and with the printed one; nothing more to do.
+    assert run_script("--root", root, "--check").returncode == 0
+    c = run_script("--root", root, "--check", "--profile", str(conf))
+    assert c.returncode == 0 and "higher already" not in c.stdout, c.stdout
+    again = run_script("--root", root)
+    assert " -> " not in again.stdout and "0 changed" in again.stdout
+
+
+def test_print_conf_marks_keys_this_kernel_lacks(tmp_path):
+    root = str(tmp_path)
+    fake_sysctls(root, {"fs.file-max": LONG_MAX})
+    r = run_script("--root", root, "--print-conf")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert f"fs.file-max = {LONG_MAX}" in lines
+    assert "-net.core.somaxconn = 65535" in lines  # sysctl ignores it where it is missing
+    assert "-net.ipv4.tcp_rmem = 4096 131072 33554432" in lines
 
 
 def test_applying_without_root_is_refused():
