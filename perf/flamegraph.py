@@ -32,12 +32,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 # "ringway  1310 14911.741632:    1001001 cpu-clock: " (the fields vary with perf script -F):
 # the thread name (may hold spaces and digits), the pid or pid/tid, maybe [cpu], the time. Without
-# a time field, the first number after the name is taken for the tid. Whatever follows the event
-# name ("cpu-clock:") on the same line is a frame (samples recorded without a call graph).
+# a time field, the first number after the name is taken for the tid. The period before the event
+# name is not read: every sample counts once (with -F and cpu-clock the periods are all alike).
+# Whatever follows the event name ("cpu-clock:") on the same line is a frame (samples recorded
+# without a call graph).
 HEADER_TIMED = re.compile(r"^(?P<comm>\S.*?)\s+(?P<tid>\d+(?:/\d+)?)\s+(?:\[\d+\]\s+)?"
                           r"\d+\.\d+:\s*(?P<rest>.*)$")
 HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?P<tid>\d+(?:/\d+)?)\s+(?P<rest>.*)$")
-EVENT = re.compile(r"(?:^|\s)(?:(?P<period>\d+)\s+)?(?P<event>[A-Za-z][\w.-]*(?::[\w.-]+)*):"
+EVENT = re.compile(r"(?:^|\s)(?P<event>[A-Za-z][\w.-]*(?::[\w.-]+)*):"
                    r"(?:\s+(?P<tail>.*))?$")
 # "	ffffffff8225fd19 pvm_irq_enable+0x19 ([kernel.kallsyms])"
 FRAME = re.compile(r"^\s*(?P<addr>[0-9a-fA-F]+)\s+(?P<sym>.*?)\s+\((?P<dso>[^()]*)\)\s*$")
@@ -57,10 +59,10 @@ class Frame:
 
 
 class Sample:
-    __slots__ = ("comm", "tid", "period", "frames")
+    __slots__ = ("comm", "tid", "frames")
 
-    def __init__(self, comm, tid, period):
-        self.comm, self.tid, self.period, self.frames = comm, tid, period, []  # leaf first
+    def __init__(self, comm, tid):
+        self.comm, self.tid, self.frames = comm, tid, []  # leaf first
 
 
 def _frame(line):
@@ -94,8 +96,7 @@ def parse_perf_script(text):
             cur = None
             continue
         ev = EVENT.search(m["rest"])
-        period = int(ev["period"]) if ev and ev["period"] else 1
-        cur = Sample(m["comm"], m["tid"], period)
+        cur = Sample(m["comm"], m["tid"])
         samples.append(cur)
         if ev and ev["tail"]:
             f = _frame(ev["tail"])
