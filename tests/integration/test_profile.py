@@ -234,6 +234,10 @@ def test_real_profile_run_names_ringway_functions(tmp_path):
     assert any("worker_main" in s for s in folded)
     _, frames = frames_of((out / "flame.svg").read_text())
     assert frames and frames[0][0] == "all" and frames[0][1] == sum(folded.values())
+    # wrk's result, read by perf/wrk.py, in the summary and the report's header
+    m = re.search(r"^profile: wrk: ([\d,]+) req/s over 2 s, (\d+) errors$", r.stdout, re.M)
+    assert m and int(m.group(1).replace(",", "")) > 0, r.stdout
+    assert f"req/s, {m.group(2)} errors" in report
     assert "top 15 symbols by self time" in r.stdout
     split = re.search(r"^split by self time: kernel ([\d.]+)%  ringway ([\d.]+)%  libc ([\d.]+)%"
                       r"  liburing ([\d.]+)%  other ([\d.]+)%$", r.stdout, re.M)
