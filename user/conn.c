@@ -72,9 +72,7 @@ void client_accepted(struct worker *w, const struct listener *l, int fd)
 			c->peer_port = ntohs(in6->sin6_port);
 		}
 	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->next = w->clients;
+	c->next = w->clients; /* TCP_NODELAY comes from the listener */
 	if (w->clients)
 		w->clients->prev = c;
 	w->clients = c;

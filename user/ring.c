@@ -16,6 +16,7 @@ static const struct ring_op ops[] = {
 	{ IORING_OP_SEND, "send", true },       { IORING_OP_SENDMSG, "sendmsg", true },
 	{ IORING_OP_CONNECT, "connect", true }, { IORING_OP_ASYNC_CANCEL, "cancel", true },
 	{ IORING_OP_TIMEOUT, "timeout", true }, { IORING_OP_READ, "read", true },
+	{ IORING_OP_CLOSE, "close", true },
 	{ IORING_OP_SPLICE, "splice", false },
 };
 

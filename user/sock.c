@@ -111,14 +111,15 @@ void sock_close(struct worker *w, struct sock *s)
 			*pp = s->list_next;
 		s->starved = false;
 	}
-	if (s->fd >= 0) {
+	/* With operations in flight the ring holds the file, so close() alone would neither end them
+	 * nor send the FIN: shut the socket down and cancel them. Without, the close that follows does
+	 * it all (one syscall fewer for most closes: the peer's EOF already ended the recv). */
+	if (s->fd >= 0 && s->inflight) {
 		shutdown(s->fd, SHUT_RDWR);
-		if (s->inflight) {
-			struct io_uring_sqe *sqe = worker_sqe(w);
-			io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
-			io_uring_sqe_set_data64(sqe, UD(s, OP_CANCEL));
-			s->inflight++;
-		}
+		struct io_uring_sqe *sqe = worker_sqe(w);
+		io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, UD(s, OP_CANCEL));
+		s->inflight++;
 	}
 	sock_release_if_idle(w, s);
 }

@@ -63,6 +63,8 @@ static int listen_socket(const struct rw_sockaddr *a)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (a->addr.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	/* accepted sockets inherit it: no setsockopt per connection */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	/* the kernel caps the backlog at net.core.somaxconn (kernel/sysctl-edge.conf raises it) */
 	if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 65535) < 0) {
 		int e = -errno;
@@ -339,14 +341,22 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	sock_release_if_idle(w, s);
 }
 
-static void free_closed(struct worker *w)
+/* Frees the sockets closed in this loop turn. Their descriptors are closed through the ring (one
+ * syscall fewer per connection: the close rides on the next submit) while the loop runs, directly
+ * once it has ended. */
+static void free_closed(struct worker *w, bool by_ring)
 {
 	while (w->closed) {
 		struct sock *s = w->closed;
 		w->closed = s->list_next;
 		w->nclosing--;
-		if (s->fd >= 0)
+		if (s->fd >= 0 && by_ring) {
+			struct io_uring_sqe *sqe = worker_sqe(w);
+			io_uring_prep_close(sqe, s->fd);
+			io_uring_sqe_set_data64(sqe, 0); /* its completion needs nothing */
+		} else if (s->fd >= 0) {
 			close(s->fd);
+		}
 		s->fd = -1;
 		segq_clear(&w->bufs, &s->in);
 		segq_clear(&w->bufs, &s->out);
@@ -462,11 +472,12 @@ static void *worker_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(&w->ring, seen);
-		free_closed(w);
+		free_closed(w, true);
 		rearm_starved(w);
 		if (w->alog.len)
 			access_log_flush(&w->alog);
 	}
+	io_uring_submit(&w->ring); /* the closes queued in the last turn */
 	access_log_flush(&w->alog);
 	return NULL;
 }
@@ -478,7 +489,7 @@ static void worker_destroy(struct worker *w)
 			close(w->listeners[i].fd);
 	free(w->listeners);
 	upstream_pools_destroy(w);
-	free_closed(w);
+	free_closed(w, false);
 	splice_pool_destroy(w);
 	while (w->free_sc) {
 		struct sendctx *sc = w->free_sc;
