@@ -98,8 +98,23 @@ void client_free(struct client *c)
 	w->free_clients = c;
 }
 
+/* The client's address as text; IPv4 by hand, because glibc's inet_ntop formats it with sprintf
+ * and this runs for every request (X-Forwarded-For). */
 void client_peer_ip(const struct client *c, char *out, size_t cap)
 {
+	if (c->peer_family == AF_INET && cap >= INET_ADDRSTRLEN) {
+		char *p = out;
+		for (int i = 0; i < 4; i++) {
+			unsigned b = c->peer_addr[i];
+			if (b >= 100)
+				*p++ = (char)('0' + b / 100);
+			if (b >= 10)
+				*p++ = (char)('0' + b / 10 % 10);
+			*p++ = (char)('0' + b % 10);
+			*p++ = i < 3 ? '.' : '\0';
+		}
+		return;
+	}
 	if (!inet_ntop(c->peer_family, c->peer_addr, out, (socklen_t)cap))
 		snprintf(out, cap, "unknown");
 }
