@@ -105,6 +105,11 @@ def test_the_bar_needs_the_ratio_and_a_p99_no_worse_than_nginx():
     failing["small-c64"]["targets"]["ringway"]["errors"] = 120000
     ok, lines = bench.check_bar({"pinned": failing})
     assert not ok and "errors from ringway" in lines[0]
+    # a ringway that burns CPU while the others are measured slows them down: it misses the bar
+    fine = {"pinned": summary(1.5, 2.0, 3.0)}
+    assert bench.check_bar(fine, {"pinned": {"ringway": 0.007, "nginx": 0.0, "haproxy": 0.0}})[0]
+    ok, lines = bench.check_bar(fine, {"pinned": {"ringway": 0.29, "nginx": 0.0, "haproxy": 0.0}})
+    assert not ok and "29.0 % of a core" in lines[0]
 
 
 def test_a_short_real_run_answers_every_request(tmp_path):
@@ -136,6 +141,7 @@ def test_a_short_real_run_answers_every_request(tmp_path):
             (r,) = data["runs"]["pinned"][case][target]
             assert r["errors"] == 0, (case, target, stderr)
             assert r["rps"] > 0
+    assert set(data["idle_share"]["pinned"]) == set(bench.PROXIES)
     for proxy in bench.PROXIES:
         m = data["memory"][proxy]
         assert m["open"] == 300, (proxy, m)
