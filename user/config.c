@@ -850,15 +850,6 @@ static void parse_upstreams(struct loader *ld, yaml_node_t *v, void *obj, const 
  * Routes
  */
 
-static const struct {
-	const char *name;
-	uint8_t id;
-} method_names[] = {
-	{ "GET", HTTP_M_GET },	       { "HEAD", HTTP_M_HEAD },	    { "POST", HTTP_M_POST },
-	{ "PUT", HTTP_M_PUT },	       { "DELETE", HTTP_M_DELETE }, { "PATCH", HTTP_M_PATCH },
-	{ "OPTIONS", HTTP_M_OPTIONS }, { "TRACE", HTTP_M_TRACE },
-};
-
 static void parse_route_name(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
 	struct rw_route *rt = obj;
@@ -917,16 +908,14 @@ static void parse_methods(struct loader *ld, yaml_node_t *v, void *obj, const st
 		const char *s = expect_scalar(ld, item, rule->key);
 		if (!s)
 			continue;
-		size_t m = 0, n = sizeof method_names / sizeof method_names[0];
-		while (m < n && strcmp(method_names[m].name, s))
-			m++;
-		if (m == n)
+		enum http_method m = http_method_lookup(s, strlen(s));
+		if (m == HTTP_M_OTHER)
 			report(ld, item,
 			       "%s: unknown method '%s' (expected one of GET, HEAD, POST, PUT, DELETE, "
 			       "PATCH, OPTIONS, TRACE)",
 			       rule->key, s);
 		else
-			rt->methods |= HTTP_METHOD_BIT(method_names[m].id);
+			rt->methods |= HTTP_METHOD_BIT(m);
 	}
 }
 

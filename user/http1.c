@@ -337,23 +337,48 @@ static int collect_content_length(const struct http_header *h, uint16_t n, int64
 
 /* ---- request line ------------------------------------------------------------------------ */
 
-static uint8_t method_id_of(struct slice m)
-{
-	static const struct {
-		const char *name;
-		uint8_t len;
-		uint8_t id;
-	} methods[] = {
-		{ "GET", 3, HTTP_M_GET },       { "HEAD", 4, HTTP_M_HEAD },
-		{ "POST", 4, HTTP_M_POST },     { "PUT", 3, HTTP_M_PUT },
-		{ "DELETE", 6, HTTP_M_DELETE }, { "PATCH", 5, HTTP_M_PATCH },
-		{ "OPTIONS", 7, HTTP_M_OPTIONS }, { "TRACE", 5, HTTP_M_TRACE },
-	};
+/* The one method table: names by id (the parser, the config's `methods`, Allow, the log). */
+static const struct slice method_names[HTTP_M_COUNT] = {
+	[HTTP_M_OTHER] = { "", 0 },
+	[HTTP_M_GET] = SLICE_LIT("GET"),	 [HTTP_M_HEAD] = SLICE_LIT("HEAD"),
+	[HTTP_M_POST] = SLICE_LIT("POST"),	 [HTTP_M_PUT] = SLICE_LIT("PUT"),
+	[HTTP_M_DELETE] = SLICE_LIT("DELETE"),	 [HTTP_M_PATCH] = SLICE_LIT("PATCH"),
+	[HTTP_M_OPTIONS] = SLICE_LIT("OPTIONS"), [HTTP_M_TRACE] = SLICE_LIT("TRACE"),
+};
 
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (slice_eq(m, methods[i].name, methods[i].len))
-			return methods[i].id;
+const char *http_method_name(enum http_method m)
+{
+	return (unsigned)m < HTTP_M_COUNT ? method_names[m].p : "";
+}
+
+enum http_method http_method_lookup(const char *name, size_t len)
+{
+	for (int i = 1; i < HTTP_M_COUNT; i++)
+		if (slice_eq(method_names[i], name, len))
+			return (enum http_method)i;
 	return HTTP_M_OTHER;
+}
+
+size_t http_method_list(uint32_t mask, char *out, size_t cap)
+{
+	size_t n = 0;
+	if (cap == 0)
+		return 0;
+	for (int m = 1; m < HTTP_M_COUNT; m++) {
+		if (!(mask & HTTP_METHOD_BIT(m)))
+			continue;
+		size_t need = (n ? 2 : 0) + method_names[m].len;
+		if (n + need >= cap)
+			break;
+		if (n) {
+			out[n++] = ',';
+			out[n++] = ' ';
+		}
+		memcpy(out + n, method_names[m].p, method_names[m].len);
+		n += method_names[m].len;
+	}
+	out[n] = '\0';
+	return n;
 }
 
 /* RFC 9112 §2.2: empty lines before the request line are ignored. */
@@ -380,7 +405,7 @@ static int parse_method(struct scan *s, struct http_request *req)
 	if (p == start || byte_at(s, p) != ' ')
 		return refuse_at(s, p, RW_BAD_REQUEST_LINE);
 	req->method = slice_make(s->buf + start, p - start);
-	req->method_id = method_id_of(req->method);
+	req->method_id = (uint8_t)http_method_lookup(req->method.p, req->method.len);
 	if (slice_eq(req->method, "CONNECT", 7))
 		return -RW_UNSUPPORTED_METHOD;
 	s->pos = p + 1;

@@ -27,6 +27,14 @@ enum http_method {
 };
 #define HTTP_METHOD_BIT(m) (1u << (m))
 
+/* The method's name ("GET"); "" for HTTP_M_OTHER. */
+const char *http_method_name(enum http_method m);
+/* The id of a method name (exact, case-sensitive as RFC 9110 says); HTTP_M_OTHER if unknown. */
+enum http_method http_method_lookup(const char *name, size_t len);
+/* The names of the methods in mask, as an Allow value ("GET, HEAD"), NUL-terminated in out;
+ * returns its length. Names that do not fit are left out. */
+size_t http_method_list(uint32_t mask, char *out, size_t cap);
+
 /* Header names the proxy treats specially (matched case-insensitively by the parser). */
 enum http_hdr_id {
 	HDR_OTHER = 0,

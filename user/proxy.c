@@ -235,14 +235,8 @@ void proxy_start(struct client *c, uint32_t head_len)
 			client_refuse(c, RW_NO_ROUTE, NULL, false);
 			return;
 		}
-		static const char *const names[HTTP_M_COUNT] = { "", "GET", "HEAD", "POST", "PUT",
-							       "DELETE", "PATCH", "OPTIONS", "TRACE" };
-		char list[96] = "";
-		size_t n = 0;
-		for (int m = 1; m < HTTP_M_COUNT; m++)
-			if (allow & HTTP_METHOD_BIT(m))
-				n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "",
-						      names[m]);
+		char list[96];
+		http_method_list(allow, list, sizeof list);
 		client_refuse(c, RW_METHOD_NOT_ALLOWED, list, false);
 		return;
 	}

@@ -2467,3 +2467,31 @@ Test(request_line, dot_segments_are_refused)
 		cr_assert_gt(check_request_every_split(accepted[i], strlen(accepted[i]), &limits), 0, "%s",
 			     accepted[i]);
 }
+
+/* ---- the method table ---------------------------------------------------------------------- */
+
+Test(methods, names_and_lookup_agree_for_every_known_method)
+{
+	for (int m = 1; m < HTTP_M_COUNT; m++) {
+		const char *name = http_method_name((enum http_method)m);
+		cr_assert(name[0] != '\0', "method %d has no name", m);
+		cr_assert_eq(http_method_lookup(name, strlen(name)), m, "%s", name);
+	}
+	cr_assert_str_eq(http_method_name(HTTP_M_OTHER), "");
+	cr_assert_eq(http_method_lookup("get", 3), HTTP_M_OTHER, "method names are case-sensitive");
+	cr_assert_eq(http_method_lookup("GETX", 4), HTTP_M_OTHER);
+	cr_assert_eq(http_method_lookup("GE", 2), HTTP_M_OTHER);
+}
+
+Test(methods, allow_list_in_table_order_and_truncated_by_whole_names)
+{
+	char out[64];
+	uint32_t mask = HTTP_METHOD_BIT(HTTP_M_POST) | HTTP_METHOD_BIT(HTTP_M_GET) |
+			HTTP_METHOD_BIT(HTTP_M_TRACE);
+	cr_assert_eq(http_method_list(mask, out, sizeof out), strlen("GET, POST, TRACE"));
+	cr_assert_str_eq(out, "GET, POST, TRACE");
+	cr_assert_eq(http_method_list(mask, out, 10), strlen("GET, POST"));
+	cr_assert_str_eq(out, "GET, POST");
+	cr_assert_eq(http_method_list(0, out, sizeof out), 0);
+	cr_assert_str_eq(out, "");
+}
