@@ -579,36 +579,39 @@ static int parse_target(struct scan *s, uint32_t max_uri, struct http_request *r
 	return classify_target(req);
 }
 
-/* HTTP-version = "HTTP/" DIGIT "." DIGIT; major 1 only, any minor above 0 is spoken as 1.1. */
-static int parse_http_version(struct scan *s, uint8_t *minor, enum rw_reason malformed,
-			      enum rw_reason bad_major)
+/* Consumes one DIGIT at s->pos into *d; any other byte is refused with `reason`. */
+static int expect_digit(struct scan *s, unsigned *d, enum rw_reason reason)
 {
-	int rc = expect_literal(s, "HTTP/", malformed);
-
-	if (rc)
-		return rc;
 	if (s->pos >= s->end)
 		return NEED_MORE;
 	if (!is_digit(byte_at(s, s->pos)))
-		return refuse_at(s, s->pos, malformed);
-	if (byte_at(s, s->pos) != '1')
-		return -(int)bad_major;
-	s->pos++;
-	rc = expect_literal(s, ".", malformed);
-	if (rc)
-		return rc;
-	if (s->pos >= s->end)
-		return NEED_MORE;
-	if (!is_digit(byte_at(s, s->pos)))
-		return refuse_at(s, s->pos, malformed);
-	*minor = byte_at(s, s->pos) == '0' ? 0 : 1;
-	s->pos++;
+		return refuse_at(s, s->pos, reason);
+	*d = byte_at(s, s->pos++) - '0';
 	return 0;
 }
 
+/* HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3); anything else is `malformed`. Which
+ * versions are spoken is up to the callers: major 1 only, any minor above 0 spoken as 1.1. */
+static int parse_http_version(struct scan *s, unsigned *major, unsigned *minor,
+			      enum rw_reason malformed)
+{
+	int rc = expect_literal(s, "HTTP/", malformed);
+
+	if (rc == 0)
+		rc = expect_digit(s, major, malformed);
+	if (rc == 0)
+		rc = expect_literal(s, ".", malformed);
+	if (rc == 0)
+		rc = expect_digit(s, minor, malformed);
+	return rc;
+}
+
+/* A request line is checked to its CRLF first: a malformed version ("HTTP/9", "HTTP/2.0x") is a
+ * bad request line (400); only a well-formed one that is not HTTP/1.x is RW_BAD_VERSION (505). */
 static int parse_request_line(struct scan *s, const struct http_head_limits *lim,
 			      struct http_request *req)
 {
+	unsigned major = 0, minor = 0;
 	int rc = skip_leading_empty_lines(s);
 
 	if (rc == 0)
@@ -616,9 +619,12 @@ static int parse_request_line(struct scan *s, const struct http_head_limits *lim
 	if (rc == 0)
 		rc = parse_target(s, lim->max_uri_bytes, req);
 	if (rc == 0)
-		rc = parse_http_version(s, &req->minor, RW_BAD_REQUEST_LINE, RW_BAD_VERSION);
+		rc = parse_http_version(s, &major, &minor, RW_BAD_REQUEST_LINE);
 	if (rc == 0)
 		rc = expect_crlf(s, RW_BAD_REQUEST_LINE);
+	if (rc == 0 && major != 1)
+		rc = -RW_BAD_VERSION;
+	req->minor = minor ? 1 : 0;
 	return rc;
 }
 
@@ -747,13 +753,16 @@ int http1_parse_request(const char *buf, size_t len, const struct http_head_limi
  * tolerated. The status must lie in 100..599 (RFC 9110 §15). */
 static int parse_status_line(struct scan *s, struct http_response *resp)
 {
-	int rc = parse_http_version(s, &resp->minor, RW_UPSTREAM_BAD_RESPONSE,
-				    RW_UPSTREAM_BAD_RESPONSE);
+	unsigned major = 0, minor = 0;
+	int rc = parse_http_version(s, &major, &minor, RW_UPSTREAM_BAD_RESPONSE);
 
+	if (rc == 0 && major != 1)
+		rc = -RW_UPSTREAM_BAD_RESPONSE;
 	if (rc == 0)
 		rc = expect_literal(s, " ", RW_UPSTREAM_BAD_RESPONSE);
 	if (rc)
 		return rc;
+	resp->minor = minor ? 1 : 0;
 
 	unsigned status = 0;
 	for (int i = 0; i < 3; i++, s->pos++) {

@@ -69,6 +69,12 @@ def test_http2_version_gets_505(gateway):
     assert_error(out, 505, "bad_version")
 
 
+def test_malformed_version_gets_400(gateway):
+    # HTTP-version = HTTP-name "/" DIGIT "." DIGIT (RFC 9112 §2.3): "HTTP/9" is no version at all.
+    out = raw_request(gateway.port, b"GET / HTTP/9\r\nHost: t\r\n\r\n")
+    assert_error(out, 400, "bad_request_line")
+
+
 def test_no_route_404_keeps_connection(gateway):
     out = raw_request(gateway.port, b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"
                                     b"GET /raw/size/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

@@ -300,15 +300,31 @@ Test(request_line, versions)
 	cr_assert_eq(r.host.len, 0);
 	ACCEPTS("GET / HTTP/1.7\r\nHost: h\r\n\r\n", &r);
 	cr_assert_eq(r.minor, 1);
+	ACCEPTS("GET / HTTP/1.9\r\nHost: h\r\n\r\n", &r);
+	cr_assert_eq(r.minor, 1);
+	/* Well-formed (HTTP-name "/" DIGIT "." DIGIT) but not HTTP/1.x: 505. */
 	REFUSES("GET / HTTP/2.0\r\nHost: h\r\n\r\n", RW_BAD_VERSION);
+	REFUSES("GET / HTTP/3.0\r\nHost: h\r\n\r\n", RW_BAD_VERSION);
 	REFUSES("GET / HTTP/0.9\r\nHost: h\r\n\r\n", RW_BAD_VERSION);
-	REFUSES("GET / HTTP/3", RW_BAD_VERSION);
-	REFUSES("GET / http/1.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/9.9\r\nHost: h\r\n\r\n", RW_BAD_VERSION);
+	REFUSES("GET / HTTP/3.0\r\n", RW_BAD_VERSION); /* known at the end of the request line */
+	/* Not the grammar at all: a malformed request line, 400 (RFC 9112 §2.3). */
+	REFUSES("GET / HTTP/9\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/2\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET / HTTP/1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/1.\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET / HTTP/1.10\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/1.1x\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/2.0x\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/a.b\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET / HTTP/1.x\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET / HTTP/x.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET / HTTP/11.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/1,1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / http/1.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTPS/1.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
+	REFUSES("GET / HTTP/\xd9\xa1.1\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE); /* non-ASCII digit */
 	REFUSES("GET / HTTP/1.1 \r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 	REFUSES("GET /\r\nHost: h\r\n\r\n", RW_BAD_REQUEST_LINE);
 }
@@ -773,6 +789,13 @@ Test(response, malformed_status_line)
 {
 	RESP_REFUSES("HTTP/2 200 OK\r\n\r\n");
 	RESP_REFUSES("HTTP/2.0 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/9 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/1 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/1.10 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/a.b 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/1.1x 200 OK\r\n\r\n");
+	RESP_REFUSES("http/1.1 200 OK\r\n\r\n");
+	RESP_REFUSES("HTTP/0.9 200 OK\r\n\r\n");
 	RESP_REFUSES("HTTP/1.1 20 OK\r\n\r\n");
 	RESP_REFUSES("HTTP/1.1 2000 OK\r\n\r\n");
 	RESP_REFUSES("HTTP/1.1 099 Low\r\n\r\n");
