@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "writer.h"
+
 static enum log_level min_level = LOG_INFO;
 static __thread char thread_name[24] = "main";
 
@@ -22,15 +24,18 @@ void log_set_thread_name(const char *name)
 	snprintf(thread_name, sizeof thread_name, "%s", name);
 }
 
-static size_t format_time(char *out, size_t cap)
+/* The UTC time with milliseconds: "2024-05-01T12:34:56.789Z". */
+static void put_time(struct writer *w)
 {
 	struct timespec ts;
 	struct tm tm;
+	char date[32];
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	n += snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
-	return n;
+	w_put(w, date, strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm));
+	w_put(w, ".", 1);
+	w_u64_pad(w, (uint64_t)(ts.tv_nsec / 1000000), 3);
+	w_put(w, "Z", 1);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
@@ -39,8 +44,14 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	if (lvl < min_level)
 		return;
 	char line[1024];
-	size_t n = format_time(line, sizeof line);
-	n += snprintf(line + n, sizeof line - n, " %s [%s] ", names[lvl], thread_name);
+	struct writer w = writer_init(line, sizeof line);
+	put_time(&w);
+	w_put(&w, " ", 1);
+	w_str(&w, names[lvl]);
+	w_str(&w, " [");
+	w_str(&w, thread_name);
+	w_str(&w, "] ");
+	size_t n = writer_len(&w);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
@@ -48,35 +59,15 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	n = (m < 0) ? n : (n + (size_t)m >= sizeof line - 1 ? sizeof line - 2 : n + (size_t)m);
 	line[n++] = '\n';
 	/* one write per line so that lines of different threads never interleave */
-	ssize_t w = write(STDERR_FILENO, line, n);
-	(void)w;
+	ssize_t wr = write(STDERR_FILENO, line, n);
+	(void)wr;
 }
 
 size_t json_escape(char *out, size_t cap, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			if (o + 1 > cap)
-				break;
-			out[o++] = (char)c;
-		} else {
-			if (o + 6 > cap)
-				break;
-			if (c == '"' || c == '\\') {
-				out[o++] = '\\';
-				out[o++] = (char)c;
-			} else {
-				memcpy(out + o, "\\u00", 4);
-				out[o + 4] = hex[c >> 4];
-				out[o + 5] = hex[c & 15];
-				o += 6;
-			}
-		}
-	}
-	return o;
+	struct writer w = writer_init(out, cap);
+	w_json(&w, s, len, cap);
+	return writer_len(&w);
 }
 
 void access_log_flush(struct access_log *al)
@@ -103,31 +94,56 @@ void access_log_flush(struct access_log *al)
 	al->len = 0;
 }
 
+/* A JSON string of s as it is, or null. */
+static void put_string_or_null(struct writer *w, const char *s)
+{
+	if (!s) {
+		w_str(w, "null");
+		return;
+	}
+	w_put(w, "\"", 1);
+	w_str(w, s);
+	w_put(w, "\"", 1);
+}
+
 void access_log_write(struct access_log *al, const struct access_record *r)
 {
 	if (al->fd < 0)
 		return;
 	if (sizeof al->buf - al->len < 4096)
 		access_log_flush(al);
-	char *o = al->buf + al->len;
-	size_t cap = sizeof al->buf - al->len - 1, n = 0;
-	char ts[40];
-	format_time(ts, sizeof ts);
-	n += (size_t)snprintf(o + n, cap - n, "{\"ts\":\"%s\",\"worker\":%u,\"client\":\"%s\",\"method\":\"", ts,
-			      r->worker, r->client);
-	n += json_escape(o + n, cap - n > 200 ? 200 : cap - n, r->method, r->method_len);
-	n += (size_t)snprintf(o + n, cap - n, "\",\"path\":\"");
-	n += json_escape(o + n, cap - n > 2048 ? 2048 : cap - n, r->path, r->path_len);
-	n += (size_t)snprintf(o + n, cap - n,
-			      "\",\"status\":%d,\"reason\":\"%s\",\"route\":%s%s%s,\"upstream\":%s%s%s,"
-			      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
-			      "\"upstream_ms\":%.3f}\n",
-			      r->status, r->reason, r->route ? "\"" : "", r->route ? r->route : "null",
-			      r->route ? "\"" : "", r->upstream ? "\"" : "",
-			      r->upstream ? r->upstream : "null", r->upstream ? "\"" : "",
-			      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-			      r->duration_ms, r->upstream_ms);
-	if (n > cap)
-		n = cap;
-	al->len += n;
+	struct writer w = writer_init(al->buf + al->len, sizeof al->buf - al->len);
+	w_str(&w, "{\"ts\":\"");
+	put_time(&w);
+	w_str(&w, "\",\"worker\":");
+	w_u64(&w, r->worker);
+	w_str(&w, ",\"client\":\"");
+	w_str(&w, r->client);
+	w_str(&w, "\",\"method\":\"");
+	w_json(&w, r->method, r->method_len, 200);
+	w_str(&w, "\",\"path\":\"");
+	w_json(&w, r->path, r->path_len, 2048);
+	w_str(&w, "\",\"status\":");
+	w_u64(&w, (uint64_t)r->status);
+	w_str(&w, ",\"reason\":\"");
+	w_str(&w, r->reason);
+	w_str(&w, "\",\"route\":");
+	put_string_or_null(&w, r->route);
+	w_str(&w, ",\"upstream\":");
+	put_string_or_null(&w, r->upstream);
+	w_str(&w, ",\"bytes_in\":");
+	w_u64(&w, r->bytes_in);
+	w_str(&w, ",\"bytes_out\":");
+	w_u64(&w, r->bytes_out);
+	w_str(&w, ",\"duration_ms\":");
+	w_ms(&w, r->duration_ms);
+	w_str(&w, ",\"upstream_ms\":");
+	w_ms(&w, r->upstream_ms);
+	w_str(&w, "}\n");
+	if (w.overflow) { /* only with route or upstream names of kilobytes: no half a line */
+		log_warn("access log: a record of route %s did not fit in 4 KiB, dropped",
+			 r->route ? r->route : "(none)");
+		return;
+	}
+	al->len += writer_len(&w);
 }

@@ -46,7 +46,8 @@ void access_log_write(struct access_log *al, const struct access_record *r);
 void access_log_flush(struct access_log *al);
 
 /* Appends s as a JSON string body (without quotes) to out; returns bytes written (never more than
- * cap). Control and non-ASCII bytes are escaped. */
+ * cap, cut before an escape that would cross it). Control and non-ASCII bytes are escaped. A thin
+ * wrapper of w_json (writer.h), kept for user/probe.c. */
 size_t json_escape(char *out, size_t cap, const char *s, size_t len);
 
 #endif

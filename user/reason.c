@@ -2,7 +2,9 @@
  * JSON error response written from it. */
 #include "reason.h"
 
-#include <stdio.h>
+#include <string.h>
+
+#include "writer.h"
 
 static const struct {
 	int status;
@@ -57,13 +59,28 @@ size_t reason_write_response(enum rw_reason r, const char *allow, int close, cha
 {
 	int status = reason_status(r);
 	char body[256];
-	int blen = snprintf(body, sizeof body,
-			    "{\"error\":{\"status\":%d,\"reason\":\"%s\",\"message\":\"%s\"}}\n", status,
-			    reason_name(r), reason_message(r));
-	int n = snprintf(out, cap,
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-			 "%s%s%s%s\r\n%s",
-			 status, status_text(status), blen, allow ? "Allow: " : "", allow ? allow : "",
-			 allow ? "\r\n" : "", close ? "Connection: close\r\n" : "", body);
-	return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+	struct writer b = writer_init(body, sizeof body);
+	w_str(&b, "{\"error\":{\"status\":");
+	w_u64(&b, (uint64_t)status);
+	w_str(&b, ",\"reason\":\"");
+	w_str(&b, reason_name(r));
+	w_str(&b, "\",\"message\":\"");
+	w_str(&b, reason_message(r));
+	w_str(&b, "\"}}\n");
+
+	struct writer w = writer_init(out, cap);
+	w_str(&w, "HTTP/1.1 ");
+	w_u64(&w, (uint64_t)status);
+	w_put(&w, " ", 1);
+	w_str(&w, status_text(status));
+	w_put(&w, "\r\n", 2);
+	w_header(&w, SLICE_LIT("Content-Type"), SLICE_LIT("application/json"));
+	w_header_u64(&w, SLICE_LIT("Content-Length"), writer_len(&b));
+	if (allow)
+		w_header(&w, SLICE_LIT("Allow"), slice_make(allow, strlen(allow)));
+	if (close)
+		w_header(&w, SLICE_LIT("Connection"), SLICE_LIT("close"));
+	w_put(&w, "\r\n", 2);
+	w_put(&w, body, writer_len(&b));
+	return w.overflow || b.overflow ? 0 : writer_len(&w);
 }

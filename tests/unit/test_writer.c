@@ -1,13 +1,16 @@
 /* test_writer.c — unit tests of the bounded appender (user/writer.c) and of what is written with it:
  * exact output of each piece, overflow at every capacity (nothing past the end, only whole pieces),
- * the milliseconds against printf's "%.3f", JSON escaping. */
+ * the milliseconds against printf's "%.3f", JSON escaping, the error responses of user/reason.c
+ * and the access-log record of user/log.c, byte for byte. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "reason.h"
 #include "writer.h"
 
 #define GUARD 16
@@ -222,4 +225,136 @@ Test(writer, json_escape_wrapper_truncates_like_before)
 	cr_assert_eq(json_escape(buf, sizeof buf, "abc\x01", 4), 3);
 	cr_assert_eq(json_escape(buf, sizeof buf, "ab\"c", 4), 5);
 	cr_assert(memcmp(buf, "ab\\\"c", 5) == 0);
+}
+
+/* ---- reason_write_response ---------------------------------------------------------------- */
+
+static void assert_response(enum rw_reason r, const char *allow, int close, const char *want)
+{
+	char buf[512 + GUARD];
+	size_t want_len = strlen(want);
+	size_t n = reason_write_response(r, allow, close, buf, sizeof buf);
+	assert_bytes(buf, n, want, want_len);
+	/* exactly enough room is enough; one byte less gives 0 and nothing past the end */
+	cr_assert_eq(reason_write_response(r, allow, close, buf, want_len), want_len);
+	memset(buf, GUARD_BYTE, sizeof buf);
+	cr_assert_eq(reason_write_response(r, allow, close, buf, want_len - 1), 0);
+	cr_assert_eq(buf[want_len - 1], GUARD_BYTE);
+}
+
+Test(reason, error_responses_byte_for_byte)
+{
+	assert_response(RW_NO_ROUTE, NULL, 0,
+			"HTTP/1.1 404 Not Found\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 87\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":404,\"reason\":\"no_route\","
+			"\"message\":\"no route matches this request\"}}\n");
+	assert_response(RW_METHOD_NOT_ALLOWED, "GET, HEAD", 0,
+			"HTTP/1.1 405 Method Not Allowed\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 100\r\n"
+			"Allow: GET, HEAD\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":405,\"reason\":\"method_not_allowed\","
+			"\"message\":\"method not allowed on this route\"}}\n");
+	assert_response(RW_BAD_REQUEST_LINE, NULL, 1,
+			"HTTP/1.1 400 Bad Request\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 88\r\n"
+			"Connection: close\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":400,\"reason\":\"bad_request_line\","
+			"\"message\":\"malformed request line\"}}\n");
+	assert_response(RW_METHOD_NOT_ALLOWED, "POST", 1,
+			"HTTP/1.1 405 Method Not Allowed\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 100\r\n"
+			"Allow: POST\r\n"
+			"Connection: close\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":405,\"reason\":\"method_not_allowed\","
+			"\"message\":\"method not allowed on this route\"}}\n");
+}
+
+/* ---- access_log_write --------------------------------------------------------------------- */
+
+static size_t logged(const struct access_record *r, char *out, size_t cap)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	static struct access_log al;
+	al.fd = fds[1];
+	al.len = 0;
+	access_log_write(&al, r);
+	access_log_flush(&al);
+	close(fds[1]);
+	ssize_t n = read(fds[0], out, cap);
+	close(fds[0]);
+	cr_assert_gt(n, 0);
+	return (size_t)n;
+}
+
+/* The record after its timestamp, which is checked for its shape only. */
+static void assert_record(const struct access_record *r, const char *want_after_ts)
+{
+	char buf[8192];
+	size_t n = logged(r, buf, sizeof buf);
+	static const char head[] = "{\"ts\":\"";
+	cr_assert(n > 31 && memcmp(buf, head, 7) == 0, "%.*s", (int)n, buf);
+	const char *ts = buf + 7; /* 2024-05-01T12:34:56.789Z */
+	for (int i = 0; i < 24; i++) {
+		bool digit = ts[i] >= '0' && ts[i] <= '9';
+		char sep = i == 4 || i == 7 ? '-' : i == 10 ? 'T' : i == 13 || i == 16 ? ':' :
+			   i == 19 ? '.' : i == 23 ? 'Z' : 0;
+		cr_assert(sep ? ts[i] == sep : digit, "timestamp %.24s", ts);
+	}
+	assert_bytes(ts + 24, n - 31, want_after_ts, strlen(want_after_ts));
+}
+
+Test(log, access_record_byte_for_byte)
+{
+	struct access_record r = {
+		.client = "127.0.0.1:5555", .method = "GET", .method_len = 3,
+		.path = "/api/\"x\"\x01", .path_len = 9, .route = "users", .upstream = "127.0.0.1:9101",
+		.status = 200, .reason = "ok", .bytes_in = 78, .bytes_out = 18446744073709551615ull,
+		.duration_ms = 1.2345, .upstream_ms = 0.0625, .worker = 3,
+	};
+	assert_record(&r, "\",\"worker\":3,\"client\":\"127.0.0.1:5555\",\"method\":\"GET\","
+			  "\"path\":\"/api/\\\"x\\\"\\u0001\",\"status\":200,\"reason\":\"ok\","
+			  "\"route\":\"users\",\"upstream\":\"127.0.0.1:9101\",\"bytes_in\":78,"
+			  "\"bytes_out\":18446744073709551615,\"duration_ms\":1.234,"
+			  "\"upstream_ms\":0.062}\n");
+	struct access_record refused = {
+		.client = "[::1]:80", .method = "-", .method_len = 1, .path = "-", .path_len = 1,
+		.status = 400, .reason = "bad_request_line", .duration_ms = 0, .upstream_ms = -1,
+	};
+	assert_record(&refused, "\",\"worker\":0,\"client\":\"[::1]:80\",\"method\":\"-\","
+				"\"path\":\"-\",\"status\":400,\"reason\":\"bad_request_line\","
+				"\"route\":null,\"upstream\":null,\"bytes_in\":0,\"bytes_out\":0,"
+				"\"duration_ms\":0.000,\"upstream_ms\":-1.000}\n");
+}
+
+/* The method is cut at 200 bytes of JSON and the path at 2048, as before. */
+Test(log, access_record_caps_method_and_path)
+{
+	static char method[300], path[3000];
+	memset(method, 'M', sizeof method);
+	memset(path, '/', sizeof path);
+	path[2047] = '"'; /* its escape would cross 2048: cut before it */
+	struct access_record r = {
+		.client = "c", .method = method, .method_len = sizeof method, .path = path,
+		.path_len = sizeof path, .status = 200, .reason = "ok", .upstream_ms = -1,
+	};
+	char buf[8192];
+	size_t n = logged(&r, buf, sizeof buf);
+	char want[4096];
+	struct writer w = writer_init(want, sizeof want);
+	w_str(&w, "\"method\":\"");
+	w_put(&w, method, 200);
+	w_str(&w, "\",\"path\":\"");
+	w_put(&w, path, 2047);
+	w_str(&w, "\",\"status\"");
+	cr_assert(memmem(buf, n, want, writer_len(&w)) != NULL, "%.*s", (int)n, buf);
 }
