@@ -59,7 +59,8 @@ Test(writer, exact_output)
 
 Test(writer, empty_pieces_fit_in_nothing)
 {
-	struct writer w = writer_init(NULL, 0);
+	char buf[1];
+	struct writer w = writer_init(buf, 0);
 	w_put(&w, "", 0);
 	w_str(&w, "");
 	w_json(&w, "", 0, SIZE_MAX);
