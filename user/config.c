@@ -19,6 +19,7 @@
 
 #include "http1.h"
 #include "router.h"
+#include "stage.h"
 
 #define MAX_DURATION_MS (24u * 3600u * 1000u)
 
@@ -1475,6 +1476,7 @@ static void config_free(struct rw_config *cfg)
 			free(f->routes[j].host);
 			free(f->routes[j].path);
 			free(f->routes[j].strip_prefix);
+			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
 		free_addresses(f->listens, f->nlistens);
@@ -1583,6 +1585,9 @@ struct rw_config *config_load_string(const char *name, const char *yaml, size_t 
 			f->router = router_build(f->routes, f->nroutes);
 			if (!f->router)
 				out_of_memory();
+			for (uint32_t j = 0; j < f->nroutes; j++)
+				if (stages_compile(&f->routes[j], ld.cfg))
+					out_of_memory();
 		}
 	}
 	hand_over_errors(&ld, errs);

@@ -11,6 +11,7 @@
 #include "../bpf/limiter.h"
 
 struct router;
+struct stage;
 
 struct rw_sockaddr {
 	char *text; /* as written: "127.0.0.1:9101", "[::1]:8080" */
@@ -42,6 +43,8 @@ struct rw_route {
 	char *strip_prefix; /* NULL or a prefix removed from the path before forwarding */
 	uint32_t strip_len;
 	uint32_t index;     /* position in its frontend's routes */
+	struct stage *stages; /* the policies a request on this route runs, in order (stage.h) */
+	uint32_t nstages;
 };
 
 struct rw_frontend {

@@ -1,49 +1,47 @@
 /* conn.c — a client connection's life: accept, request heads parsed in place (coalesced into a
  * heap buffer only while incomplete, so a slow client never pins a ring buffer), refusals with the
  * reason's JSON answer, keep-alive and pipelining (requests that wait are copied out of the ring and
- * the connection stops reading), half-close, the timeouts, and draining on shutdown. */
+ * the connection stops reading), half-close, the timeouts, and draining on shutdown. Everything
+ * between a parsed head and the end of its answer is the exchange's (exchange.h). */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy.h"
-#include "upstream.h"
+#include "exchange.h"
+#include "transport.h"
 #include "worker.h"
 
 static void client_process(struct client *c);
 static void client_timer_fired(struct timer *t);
+static const struct sock_ops client_sock_ops;
 
 void client_arm_timer(struct client *c)
 {
 	struct worker *w = c->w;
-	const struct rw_limits *lim = &w->cfg->limits;
+	const struct rw_limits *lim = &worker_cfg(w)->limits;
+	struct timer_wheel *wheel = &w->loop.wheel;
 	if (c->s.closing)
 		return;
-	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
-	/* a client held back because the upstream reads slowly is not the one stalling */
-	bool held_back = c->state == C_BODY && c->x &&
-			 (splice_active(&c->x->req_leg) ? splice_waits_for_out(&c->x->req_leg)
-							 : c->s.paused);
-	if (sending || c->state == C_DONE || (c->state == C_BODY && !held_back)) {
-		timer_arm(&w->wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
+	bool sending = c->s.out.bytes > 0 || (c->x && exchange_sending(c->x));
+	if (sending || c->state == C_DONE || (c->state == C_EXCHANGE && exchange_waits_for_client(c->x))) {
+		timer_arm(wheel, &c->s.tm, lim->client_timeout_ms, client_timer_fired);
 	} else if (c->state == C_IDLE) {
-		timer_arm(&w->wheel, &c->s.tm, lim->keepalive_timeout_ms, client_timer_fired);
+		timer_arm(wheel, &c->s.tm, lim->keepalive_timeout_ms, client_timer_fired);
 	} else if (c->state == C_HEAD) {
 		if (!timer_armed(&c->s.tm))
-			timer_arm(&w->wheel, &c->s.tm, lim->header_timeout_ms, client_timer_fired);
+			timer_arm(wheel, &c->s.tm, lim->header_timeout_ms, client_timer_fired);
 	} else {
-		timer_cancel(&w->wheel, &c->s.tm); /* the upstream's timer governs */
+		timer_cancel(wheel, &c->s.tm); /* the upstream's timer governs */
 	}
 }
 
-void client_accepted(struct worker *w, const struct listener *l, int fd)
+void client_accepted(struct worker *w, uint32_t listener, int fd)
 {
 	struct client *c = w->free_clients;
 	if (c)
@@ -54,10 +52,10 @@ void client_accepted(struct worker *w, const struct listener *l, int fd)
 		return;
 	}
 	memset(c, 0, sizeof *c);
-	sock_init(&c->s, fd, SOCK_CLIENT);
+	sock_init(&c->s, fd, BUF_GROUP_CLIENT, &client_sock_ops, &transport_plain);
 	c->s.connected = true;
 	c->w = w;
-	c->l = l;
+	c->listener = listener;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -79,14 +77,23 @@ void client_accepted(struct worker *w, const struct listener *l, int fd)
 	w->nclients++;
 	c->state = C_HEAD; /* the header timeout runs from accept */
 	client_arm_timer(c);
-	sock_arm_recv(w, &c->s);
+	sock_arm_recv(&w->loop, &c->s);
 }
 
-void client_free(struct client *c)
+/* The exchange is over for this connection (answered, refused or cut short). */
+static void drop_exchange(struct client *c)
 {
+	struct exchange *x = c->x;
+	c->x = NULL;
+	exchange_end(x);
+}
+
+static void client_on_free(struct sock *s)
+{
+	struct client *c = (struct client *)s;
 	struct worker *w = c->w;
 	if (c->x) /* closed by the worker at shutdown */
-		proxy_abort(c->x);
+		drop_exchange(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -132,39 +139,31 @@ static void log_exchange(struct client *c, int status, enum rw_reason r)
 	if (r != RW_OK)
 		log_info("%s: %d %s%s%.*s", peer, status, reason_name(r), x ? " " : "",
 			 x ? (int)x->path_len : 0, x ? x->path : "");
-	uint64_t now = now_ns();
-	uint64_t up_end = x && x->t_upstream_done_ns ? x->t_upstream_done_ns : now;
 	struct access_record rec = {
-		.client = peer,
-		.method = x ? x->method : "-",
-		.method_len = x ? x->method_len : 1,
-		.path = x ? x->path : "-",
-		.path_len = x ? x->path_len : 1,
-		.route = x && x->route ? x->route->name : NULL,
-		.upstream = x ? (x->u ? x->u->target->text : x->upstream_text) : NULL,
-		.status = status,
-		.reason = reason_name(r),
-		.bytes_in = x ? x->bytes_in : 0,
-		.bytes_out = x ? x->bytes_out_queued : 0,
-		.duration_ms = x ? (double)(now - x->t_start_ns) / 1e6 : 0,
-		.upstream_ms = x && x->t_upstream_ns ? (double)(up_end - x->t_upstream_ns) / 1e6 : -1,
-		.worker = c->w->id,
+		.method = "-", .method_len = 1, .path = "-", .path_len = 1, .upstream_ms = -1,
 	};
+	if (x)
+		exchange_record(x, &rec);
+	rec.client = peer;
+	rec.status = status;
+	rec.reason = reason_name(r);
+	rec.worker = c->w->id;
 	access_log_write(&c->w->alog, &rec);
-}
-
-/* An exchange cut short: logged with the status the client saw, if a response head went out. */
-static void log_abort(struct client *c, enum rw_reason r)
-{
-	struct exchange *x = c->x;
-	log_exchange(c, x && x->resp_started ? x->status : reason_status(r), r);
 }
 
 void client_close(struct client *c)
 {
 	if (c->x) /* the upstream leg goes at once, so nothing of this exchange runs on */
-		proxy_abort(c->x);
-	sock_close(c->w, &c->s);
+		drop_exchange(c);
+	sock_close(&c->w->loop, &c->s);
+}
+
+void client_exchange_failed(struct client *c, enum rw_reason r)
+{
+	struct exchange *x = c->x;
+	if (x) /* logged with the status the client saw, if a response head went out */
+		log_exchange(c, x->resp_started ? x->status : reason_status(r), r);
+	client_close(c);
 }
 
 /* The answer is out; the client may still be sending (the rest of a refused body). Closing with
@@ -174,15 +173,16 @@ void client_close(struct client *c)
 
 static void client_linger(struct client *c)
 {
+	struct loop *l = &c->w->loop;
 	if (c->s.eof) {
 		client_close(c);
 		return;
 	}
 	c->lingering = true;
-	shutdown(c->s.fd, SHUT_WR);
-	segq_clear(&c->w->bufs, &c->s.in);
-	timer_arm(&c->w->wheel, &c->s.tm, LINGER_MS, client_timer_fired);
-	sock_resume(c->w, &c->s);
+	sock_shutdown_write(l, &c->s);
+	segq_clear(&l->bufs, &c->s.in);
+	timer_arm(&l->wheel, &c->s.tm, LINGER_MS, client_timer_fired);
+	sock_resume(l, &c->s);
 }
 
 /* No more requests on this connection: close once what is queued has been sent. */
@@ -190,7 +190,7 @@ static void client_finish(struct client *c)
 {
 	c->close_after = true;
 	c->state = C_DONE;
-	segq_clear(&c->w->bufs, &c->s.in);
+	segq_clear(&c->w->loop.bufs, &c->s.in);
 	if (c->s.out.bytes == 0)
 		client_linger(c);
 	else
@@ -202,13 +202,34 @@ static void client_continue(struct client *c)
 {
 	if (c->in_process || c->s.closing)
 		return;
-	sock_resume(c->w, &c->s);
+	sock_resume(&c->w->loop, &c->s);
 	client_process(c);
+}
+
+void client_attach(struct client *c, struct exchange *x)
+{
+	c->x = x;
+}
+
+void client_send(struct client *c)
+{
+	sock_flush(&c->w->loop, &c->s);
+}
+
+void client_close_after(struct client *c)
+{
+	c->close_after = true;
+}
+
+bool client_closes_after(const struct client *c)
+{
+	return c->close_after || c->w->stopping;
 }
 
 void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close)
 {
 	struct worker *w = c->w;
+	struct loop *l = &w->loop;
 	struct exchange *x = c->x;
 	log_exchange(c, reason_status(r), r);
 	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
@@ -217,22 +238,26 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 	}
 	if (x) {
 		/* an unread request body would be taken for the next request: close instead */
-		if (!x->req_done || !x->client_keep_alive)
+		if (!exchange_keeps_alive(x))
 			close = true;
-		proxy_abort(x);
+		drop_exchange(c);
 	}
 	if (w->stopping)
 		close = true;
-	uint32_t id = buf_heap_get(&w->bufs);
-	if (id == UINT32_MAX) {
+	uint32_t id = buf_heap_get(&l->bufs);
+	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, close, buf_ptr(&l->bufs, id),
+								 buf_cap(&l->bufs, id));
+	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) {
+		if (id != UINT32_MAX)
+			buf_unref(&l->bufs, id);
+		log_error("out of memory: closing the connection instead of answering %d",
+			  reason_status(r));
 		client_close(c);
 		return;
 	}
-	size_t n = reason_write_response(r, allow, close, buf_ptr(&w->bufs, id), buf_cap(&w->bufs, id));
-	segq_push(&w->bufs, &c->s.out, id, 0, (uint32_t)n);
-	sock_flush(w, &c->s);
+	sock_flush(l, &c->s);
 	if (close) {
-		sock_pause(w, &c->s);
+		sock_pause(l, &c->s);
 		client_finish(c);
 		return;
 	}
@@ -248,8 +273,7 @@ void client_exchange_done(struct client *c)
 	log_exchange(c, x->status, x->reason);
 	if (!x->client_keep_alive || w->stopping)
 		c->close_after = true;
-	exchange_free(w, x);
-	c->x = NULL;
+	drop_exchange(c);
 	if (c->close_after) {
 		client_finish(c);
 		return;
@@ -262,13 +286,14 @@ void client_exchange_done(struct client *c)
 static void client_process(struct client *c)
 {
 	struct worker *w = c->w;
-	const struct rw_limits *lim = &w->cfg->limits;
+	struct bufs *b = &w->loop.bufs;
+	const struct rw_limits *lim = &worker_cfg(w)->limits;
 	const struct http_head_limits hl = { lim->max_header_bytes, lim->max_uri_bytes };
 	c->in_process = true;
 	while (!c->s.closing) {
-		if (c->state == C_BODY) {
-			client_pump_body(c);
-			if (c->state == C_BODY)
+		if (c->state == C_EXCHANGE) {
+			exchange_client_readable(c->x);
+			if (c->state == C_EXCHANGE)
 				break;
 			continue;
 		}
@@ -281,18 +306,18 @@ static void client_process(struct client *c)
 		}
 		if (c->state == C_IDLE) {
 			c->state = C_HEAD;
-			timer_cancel(&w->wheel, &c->s.tm);
+			timer_cancel(&w->loop.wheel, &c->s.tm);
 			client_arm_timer(c);
 		}
 		struct seg *g = c->s.in.head;
-		int r = http1_parse_request(seg_ptr(&w->bufs, g), g->len, &hl, &w->req);
+		int r = http1_parse_request(seg_ptr(b, g), g->len, &hl, &w->req);
 		if (r < 0) {
 			client_refuse(c, (enum rw_reason)-r, NULL, true);
 			break;
 		}
 		if (r == 0) {
 			bool more = g->next != NULL;
-			if (!segq_coalesce_front(&w->bufs, &c->s.in)) {
+			if (!segq_coalesce_front(b, &c->s.in)) {
 				client_refuse(c, RW_INTERNAL, NULL, true);
 				break;
 			}
@@ -304,138 +329,64 @@ static void client_process(struct client *c)
 			}
 			break;
 		}
-		proxy_start(c, (uint32_t)r);
+		c->state = C_EXCHANGE;
+		exchange_start(w, c, &c->s, (uint32_t)r);
 	}
 	c->in_process = false;
 }
 
-void client_pump_body(struct client *c)
+static void client_on_data(struct sock *s)
 {
-	struct exchange *x = c->x;
-	struct worker *w = c->w;
-	if (c->state != C_BODY || !x || !x->u)
-		return;
-	struct sock *up = &x->u->s;
-	if (splice_active(&x->req_leg)) {
-		enum splice_status st = splice_step(w, &x->req_leg, &c->s, up, &x->req_remaining,
-						    &x->bytes_in);
-		if (st == SPLICE_RUNNING)
-			return;
-		if (st == SPLICE_FAILED) {
-			if (x->req_leg.failed_out) {
-				proxy_on_upstream_eof(x, x->req_leg.error);
-			} else {
-				x->reason = RW_CLIENT_CLOSED;
-				log_abort(c, RW_CLIENT_CLOSED);
-				client_close(c);
-			}
-			return;
-		}
-		x->req_done = true;
-		c->state = C_WAIT;
-		client_arm_timer(c);
-		sock_resume(w, &c->s);
-		return;
-	}
-	while (!x->req_done && c->s.in.bytes && up->out.bytes < SOCK_OUT_HIGH) {
-		uint64_t n;
-		if (x->req_chunked) {
-			struct seg *g = c->s.in.head;
-			bool done = false;
-			ssize_t k = chunk_scan(&x->req_cs, seg_ptr(&w->bufs, g), g->len, &done);
-			if (k < 0) {
-				client_refuse(c, RW_BAD_CHUNK, NULL, true);
-				return;
-			}
-			if (x->req_cs.data_bytes > w->cfg->limits.max_body_bytes) {
-				client_refuse(c, RW_BODY_TOO_LARGE, NULL, true);
-				return;
-			}
-			n = segq_move(&w->bufs, &up->out, &c->s.in, (uint64_t)k);
-			x->req_done = done;
-		} else {
-			n = segq_move(&w->bufs, &up->out, &c->s.in, (uint64_t)x->req_remaining);
-			x->req_remaining -= (int64_t)n;
-			x->req_done = x->req_remaining == 0;
-		}
-		x->bytes_in += n;
-	}
-	sock_flush(w, up);
-	if (x->req_done) {
-		c->state = C_WAIT;
-		client_arm_timer(c);
-		return;
-	}
-	if (c->s.eof && c->s.in.bytes == 0) { /* the client stopped before its body was complete */
-		x->reason = RW_CLIENT_CLOSED;
-		log_abort(c, RW_CLIENT_CLOSED);
-		client_close(c);
-		return;
-	}
-	if (!x->req_chunked && x->req_remaining >= SPLICE_MIN_BYTES && c->s.in.bytes == 0 &&
-	    splice_begin(w, &x->req_leg, &c->s)) {
-		client_arm_timer(c);
-		client_pump_body(c);
-		return;
-	}
-	if (up->out.bytes >= SOCK_OUT_HIGH)
-		sock_pause(w, &c->s); /* resumed when the upstream drains */
-	else
-		sock_resume(w, &c->s);
-	client_arm_timer(c);
-}
-
-void client_on_data(struct client *c)
-{
+	struct client *c = (struct client *)s;
 	struct worker *w = c->w;
 	if (c->state == C_DONE) { /* answered and closing: what still comes is dropped */
-		segq_clear(&w->bufs, &c->s.in);
+		segq_clear(&w->loop.bufs, &c->s.in);
 		return;
 	}
-	if (c->state == C_BODY)
+	if (c->state == C_EXCHANGE && exchange_reads_body(c->x))
 		client_arm_timer(c);
 	client_process(c);
 	/* a pipelined request waits for the one in flight: out of the ring, and stop reading */
-	if (c->state == C_WAIT && c->s.in.bytes && !c->s.closing) {
-		segq_unring(&w->bufs, &c->s.in);
-		sock_pause(w, &c->s);
+	if (c->state == C_EXCHANGE && !exchange_reads_body(c->x) && c->s.in.bytes && !c->s.closing) {
+		if (!segq_unring(&w->loop.bufs, &c->s.in)) {
+			log_error("out of memory keeping a pipelined request: closing the connection");
+			client_exchange_failed(c, RW_INTERNAL);
+			return;
+		}
+		sock_pause(&w->loop, &c->s);
 	}
 }
 
-void client_on_eof(struct client *c, int err)
+static void client_on_eof(struct sock *s, int err)
 {
+	struct client *c = (struct client *)s;
 	if (c->lingering) {
 		client_close(c);
 		return;
 	}
 	if (err) {
-		if (c->x) {
-			c->x->reason = RW_CLIENT_CLOSED;
-			log_abort(c, RW_CLIENT_CLOSED);
-		}
-		client_close(c);
+		if (err == ENOMEM)
+			log_error("out of memory receiving from a client: closing the connection");
+		client_exchange_failed(c, err == ENOMEM ? RW_INTERNAL : RW_CLIENT_CLOSED);
 		return;
 	}
 	/* half close: what was sent is still forwarded and answered, then the connection closes */
-	if (c->state == C_BODY)
-		client_pump_body(c);
+	if (c->state == C_EXCHANGE)
+		exchange_client_readable(c->x);
 	else if (c->state == C_IDLE || c->state == C_HEAD)
 		client_process(c);
 }
 
-void client_on_send_error(struct client *c, int err)
+static void client_on_send_error(struct sock *s, int err)
 {
-	if (c->x) {
-		c->x->reason = RW_CLIENT_CLOSED;
-		log_abort(c, RW_CLIENT_CLOSED);
-	}
-	client_close(c);
+	client_exchange_failed((struct client *)s, RW_CLIENT_CLOSED);
 }
 
-void client_on_sent(struct client *c)
+static void client_on_sent(struct sock *s)
 {
+	struct client *c = (struct client *)s;
 	if (c->x) {
-		proxy_on_client_drained(c->x);
+		exchange_client_drained(c->x);
 		if (c->s.closing)
 			return;
 	}
@@ -445,6 +396,36 @@ void client_on_sent(struct client *c)
 	}
 	client_arm_timer(c);
 }
+
+static void client_on_splice(struct sock *s, bool is_in, int res)
+{
+	struct client *c = (struct client *)s;
+	if (c->x) /* else the exchange ended; its pipe was closed */
+		exchange_client_spliced(c->x, is_in, res);
+}
+
+static void client_on_recv_stopped(struct sock *s)
+{
+	struct client *c = (struct client *)s;
+	if (c->x)
+		exchange_client_recv_stopped(c->x);
+}
+
+static void client_on_connected(struct sock *s, int res)
+{
+	/* clients are accepted, never connected */
+}
+
+static const struct sock_ops client_sock_ops = {
+	.on_data = client_on_data,
+	.on_eof = client_on_eof,
+	.on_sent = client_on_sent,
+	.on_send_error = client_on_send_error,
+	.on_connected = client_on_connected,
+	.on_splice = client_on_splice,
+	.on_recv_stopped = client_on_recv_stopped,
+	.on_free = client_on_free,
+};
 
 void client_drain(struct client *c)
 {
@@ -458,18 +439,14 @@ void client_drain(struct client *c)
 static void client_timer_fired(struct timer *t)
 {
 	struct client *c = container_of(t, struct client, s.tm);
-	bool sending = c->s.out.bytes > 0 || (c->x && c->x->resp_leg.out_busy);
+	bool sending = c->s.out.bytes > 0 || (c->x && exchange_sending(c->x));
 	if (sending || c->state == C_DONE) {
 		if (c->lingering) {
 			client_close(c);
 			return;
 		}
 		log_info("client stalled reading the response: closing");
-		if (c->x) {
-			c->x->reason = RW_CLIENT_TIMEOUT;
-			log_abort(c, RW_CLIENT_TIMEOUT);
-		}
-		client_close(c);
+		client_exchange_failed(c, RW_CLIENT_TIMEOUT);
 		return;
 	}
 	switch (c->state) {
@@ -479,8 +456,9 @@ static void client_timer_fired(struct timer *t)
 	case C_HEAD:
 		client_refuse(c, RW_HEADER_TIMEOUT, NULL, true);
 		return;
-	case C_BODY:
-		client_refuse(c, RW_CLIENT_TIMEOUT, NULL, true);
+	case C_EXCHANGE:
+		if (exchange_reads_body(c->x))
+			client_refuse(c, RW_CLIENT_TIMEOUT, NULL, true);
 		return;
 	default:
 		return;

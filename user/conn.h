@@ -1,7 +1,8 @@
 /* conn.h — a client connection's life: accept, read request heads (in place in the ring buffer,
  * coalesced into a heap buffer only when a head spans buffers), refuse bad requests with the
- * reason's status and JSON body, hand good ones to the proxy, keep-alive and pipelining, the
- * header / keep-alive / client timeouts, and draining on shutdown. */
+ * reason's status and JSON body, hand good ones to an exchange, keep-alive and pipelining, the
+ * header / keep-alive / client timeouts, and draining on shutdown. To its exchange it offers a
+ * narrow downstream API: send, refuse, close-after, done, failed. */
 #ifndef RINGWAY_CONN_H
 #define RINGWAY_CONN_H
 
@@ -11,21 +12,19 @@
 #include "sock.h"
 
 struct worker;
-struct listener;
 struct exchange;
 
 enum client_state {
-	C_IDLE = 0, /* between requests */
-	C_HEAD,     /* first bytes of a head received */
-	C_BODY,     /* forwarding the request body */
-	C_WAIT,     /* request forwarded; response on its way */
-	C_DONE      /* answered; closing once the answer is sent */
+	C_IDLE = 0,  /* between requests */
+	C_HEAD,      /* first bytes of a head received */
+	C_EXCHANGE,  /* an exchange runs: body, stages, upstream, response */
+	C_DONE       /* answered; closing once the answer is sent */
 };
 
 struct client {
 	struct sock s; /* first: the ring's user_data points here */
 	struct worker *w;
-	const struct listener *l;
+	uint32_t listener;    /* index of the worker's listener that accepted it */
 	struct exchange *x;
 	struct client *prev, *next; /* the worker's list */
 	uint8_t state;
@@ -37,27 +36,32 @@ struct client {
 	uint8_t peer_addr[16];
 };
 
-void client_accepted(struct worker *w, const struct listener *l, int fd);
-void client_on_data(struct client *c);
-void client_on_eof(struct client *c, int err);
-void client_on_sent(struct client *c);
-void client_on_send_error(struct client *c, int err);
-void client_free(struct client *c);
+void client_accepted(struct worker *w, uint32_t listener, int fd);
 /* Closes the connection now, dropping the exchange in progress. */
 void client_close(struct client *c);
+/* Drain on shutdown: close if idle, otherwise close after the current response. */
+void client_drain(struct client *c);
+/* "ip" text of the peer into out (INET6_ADDRSTRLEN). */
+void client_peer_ip(const struct client *c, char *out, size_t cap);
 
+/* The downstream API of the exchange. */
+/* The exchange of the request just handed over (from exchange_start, before its stages run). */
+void client_attach(struct client *c, struct exchange *x);
+/* Bytes were queued on the client's out queue: send them. */
+void client_send(struct client *c);
 /* Answers the current request with the reason's error response and ends the exchange. close:
  * close the connection after it (always for malformed requests). */
 void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close);
-/* The exchange is over (response fully queued): log it, then keep-alive or close. */
-void client_exchange_done(struct client *c);
-/* Forwards request body bytes that are waiting in c->s.in (called again when the upstream drains). */
-void client_pump_body(struct client *c);
-/* "ip" text of the peer into out (INET6_ADDRSTRLEN). */
-void client_peer_ip(const struct client *c, char *out, size_t cap);
-/* Arms the connection's deadline for its state (keep-alive, header, client stall). */
+/* The connection ends after this response (the answer says Connection: close). */
+void client_close_after(struct client *c);
+/* Whether it will (draining, or told so before). */
+bool client_closes_after(const struct client *c);
+/* The exchange changed what the client is waiting for: its deadline is armed again. */
 void client_arm_timer(struct client *c);
-/* Drain on shutdown: close if idle, otherwise close after the current response. */
-void client_drain(struct client *c);
+/* The answer is fully queued: log the exchange, then keep-alive or close. */
+void client_exchange_done(struct client *c);
+/* The exchange failed with r after its answer began, or the client stopped reading or sending:
+ * log it and close the connection. */
+void client_exchange_failed(struct client *c, enum rw_reason r);
 
 #endif

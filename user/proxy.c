@@ -1,91 +1,19 @@
-/* proxy.c — an exchange: one client request and its upstream leg. Routes the request, writes the
- * upstream head (path rewrite, hop-by-hop headers removed, X-Forwarded-*, Via), streams bodies both
- * ways with backpressure, relays the response head, retries once where that is safe, and turns
- * every upstream failure or timeout into its reason. */
+/* proxy.c — the proxy handler and its upstream leg (see proxy.h): the upstream request head, the
+ * connection and its events, one retry where that is safe, the response head and body framing,
+ * upstream failures mapped to their reasons; and the relay sink, which streams the response to
+ * the client with backpressure, spliced when it is large. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "conn.h"
-#include "router.h"
+#include "exchange.h"
 #include "upstream.h"
 #include "worker.h"
-
-enum resp_mode { RESP_NONE = 0, RESP_LENGTH, RESP_CHUNKED, RESP_UNTIL_CLOSE };
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* A bounded appender: overflow is remembered instead of written. */
-struct out {
-	char *p;
-	size_t len, cap;
-	bool overflow;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->len + n > o->cap) {
-		o->overflow = true;
-		return;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-static void put_slice(struct out *o, struct slice s)
-{
-	put(o, s.p, s.len);
-}
-
-static void put_u64(struct out *o, uint64_t v)
-{
-	char num[20];
-	size_t i = sizeof num;
-	do {
-		num[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(o, num + i, sizeof num - i);
-}
-
-static struct exchange *exchange_alloc(struct worker *w)
-{
-	struct exchange *x = w->free_exchanges;
-	if (x)
-		w->free_exchanges = x->next_free;
-	else if (!(x = malloc(sizeof *x)))
-		return NULL;
-	memset(x, 0, sizeof *x);
-	x->req_head_id = UINT32_MAX;
-	splice_leg_init(&x->req_leg);
-	splice_leg_init(&x->resp_leg);
-	return x;
-}
-
-void exchange_free(struct worker *w, struct exchange *x)
-{
-	if (x->req_head_id != UINT32_MAX)
-		buf_unref(&w->bufs, x->req_head_id);
-	splice_abandon(w, &x->req_leg);
-	splice_abandon(w, &x->resp_leg);
-	x->next_free = w->free_exchanges;
-	w->free_exchanges = x;
-}
+#include "writer.h"
 
 static bool method_is_idempotent(uint8_t m)
 {
@@ -93,12 +21,18 @@ static bool method_is_idempotent(uint8_t m)
 	       m == HTTP_M_OPTIONS || m == HTTP_M_TRACE;
 }
 
+static struct loop *leg_loop(const struct leg *lg)
+{
+	return &lg->x->w->loop;
+}
+
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
  * headers, then the gateway's own. */
-static size_t build_request_head(struct exchange *x, const struct http_request *req, char *buf,
-				 size_t cap)
+static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 {
-	struct out o = { buf, 0, cap, false };
+	const struct exchange *x = lg->x;
+	const struct http_request *req = &x->req;
+	struct writer o = writer_init(buf, cap);
 	const struct rw_route *rt = x->route;
 	struct slice path = req->path;
 	if (rt->strip_prefix && path.len >= rt->strip_len &&
@@ -106,21 +40,21 @@ static size_t build_request_head(struct exchange *x, const struct http_request *
 		path.p += rt->strip_len;
 		path.len -= rt->strip_len;
 	}
-	put_slice(&o, req->method);
-	puts_(&o, " ");
+	w_slice(&o, req->method);
+	w_str(&o, " ");
 	if (path.len == 0 || path.p[0] != '/')
-		puts_(&o, "/");
-	put_slice(&o, path);
+		w_str(&o, "/");
+	w_slice(&o, path);
 	if (req->query.len) {
-		puts_(&o, "?");
-		put_slice(&o, req->query);
+		w_str(&o, "?");
+		w_slice(&o, req->query);
 	}
-	puts_(&o, x->client_http10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
+	w_str(&o, x->client_http10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
 	if (req->host.len)
-		put_slice(&o, req->host);
+		w_slice(&o, req->host);
 	else
-		puts_(&o, x->u ? x->u->target->text : x->ups->targets[0].text);
-	puts_(&o, "\r\n");
+		w_str(&o, lg->target);
+	w_str(&o, "\r\n");
 	struct slice xff[8], via[8];
 	unsigned nxff = 0, nvia = 0;
 	for (unsigned i = 0; i < req->nheaders; i++) {
@@ -146,327 +80,190 @@ static size_t build_request_head(struct exchange *x, const struct http_request *
 		default:
 			break;
 		}
-		put_slice(&o, h->name);
-		puts_(&o, ": ");
-		put_slice(&o, h->value);
-		puts_(&o, "\r\n");
+		w_header(&o, h->name, h->value);
 	}
 	char ip[INET6_ADDRSTRLEN];
 	client_peer_ip(x->c, ip, sizeof ip);
-	puts_(&o, "X-Forwarded-For: ");
+	w_str(&o, "X-Forwarded-For: ");
 	for (unsigned i = 0; i < nxff; i++) {
-		put_slice(&o, xff[i]);
-		puts_(&o, ", ");
+		w_slice(&o, xff[i]);
+		w_str(&o, ", ");
 	}
-	puts_(&o, ip);
-	puts_(&o, "\r\nX-Forwarded-Proto: http\r\n");
-	if (req->host.len) {
-		puts_(&o, "X-Forwarded-Host: ");
-		put_slice(&o, req->host);
-		puts_(&o, "\r\n");
-	}
-	puts_(&o, "Via: ");
+	w_str(&o, ip);
+	w_str(&o, "\r\nX-Forwarded-Proto: http\r\n");
+	if (req->host.len)
+		w_header(&o, SLICE_LIT("X-Forwarded-Host"), req->host);
+	w_str(&o, "Via: ");
 	for (unsigned i = 0; i < nvia; i++) {
-		put_slice(&o, via[i]);
-		puts_(&o, ", ");
+		w_slice(&o, via[i]);
+		w_str(&o, ", ");
 	}
-	puts_(&o, x->client_http10 ? "1.0 ringway\r\n" : "1.1 ringway\r\n");
-	if (req->chunked) {
-		puts_(&o, "Transfer-Encoding: chunked\r\n");
-	} else if (req->content_length >= 0) {
-		puts_(&o, "Content-Length: ");
-		put_u64(&o, (uint64_t)req->content_length);
-		puts_(&o, "\r\n");
-	}
+	w_str(&o, x->client_http10 ? "1.0 ringway\r\n" : "1.1 ringway\r\n");
+	if (req->chunked)
+		w_str(&o, "Transfer-Encoding: chunked\r\n");
+	else if (req->content_length >= 0)
+		w_header_u64(&o, SLICE_LIT("Content-Length"), (uint64_t)req->content_length);
 	if (x->client_http10)
-		puts_(&o, "Connection: keep-alive\r\n");
-	puts_(&o, "\r\n");
-	return o.overflow ? 0 : o.len;
+		w_str(&o, "Connection: keep-alive\r\n");
+	w_str(&o, "\r\n");
+	return o.overflow ? 0 : writer_len(&o);
 }
 
-static void arm_response_timer(struct exchange *x);
+/* ---- the leg -------------------------------------------------------------------------------- */
 
-/* Gives the request to connection u: its head first, then whatever body is queued. */
-static void attach_upstream(struct exchange *x, struct upconn *u)
+static const struct upconn_owner_ops leg_owner_ops;
+
+void leg_init(struct leg *lg, struct exchange *x)
 {
-	struct worker *w = x->c->w;
-	x->u = u;
-	u->x = x;
-	if (!x->t_upstream_ns)
-		x->t_upstream_ns = now_ns();
+	memset(lg, 0, sizeof *lg);
+	lg->x = x;
+	lg->req_head_id = UINT32_MAX;
+	splice_leg_init(&lg->resp_splice);
+}
+
+void leg_release(struct leg *lg, bool reusable)
+{
+	struct loop *l = leg_loop(lg);
+	if (lg->u) {
+		struct upconn *u = lg->u;
+		lg->u = NULL;
+		upstream_release(u, reusable);
+	}
+	if (lg->req_head_id != UINT32_MAX) {
+		buf_unref(&l->bufs, lg->req_head_id);
+		lg->req_head_id = UINT32_MAX;
+	}
+	splice_abandon(l, &lg->resp_splice);
+}
+
+struct sock *leg_sock(struct leg *lg)
+{
+	return lg->u ? &lg->u->s : NULL;
+}
+
+void leg_arm_timer(struct leg *lg)
+{
+	upconn_arm_timer(lg->u, lg->ups->response_timeout_ms);
+}
+
+/* Gives the request to connection u: what is queued on it goes once it is connected. */
+static void leg_attach(struct leg *lg, struct upconn *u)
+{
+	lg->u = u;
+	lg->target = upconn_target(u);
+	if (!lg->t_start_ns)
+		lg->t_start_ns = now_ns();
 	if (u->s.connected) {
-		arm_response_timer(x);
-		sock_flush(w, &u->s);
+		leg_arm_timer(lg);
+		sock_flush(leg_loop(lg), &u->s);
 	}
 }
 
-void proxy_start(struct client *c, uint32_t head_len)
+static struct upconn *leg_acquire(struct leg *lg, int avoid, bool fresh, enum rw_reason *why)
 {
-	struct worker *w = c->w;
-	struct http_request *req = &w->req;
-	struct exchange *x = exchange_alloc(w);
-	if (!x) {
-		client_refuse(c, RW_INTERNAL, NULL, true);
-		return;
-	}
-	c->x = x;
-	x->c = c;
-	x->t_start_ns = now_ns();
-	x->method_id = req->method_id;
-	x->method_len = (uint8_t)(req->method.len < sizeof x->method ? req->method.len : sizeof x->method);
-	memcpy(x->method, req->method.p, x->method_len);
-	x->path_len = (uint16_t)(req->path.len < sizeof x->path ? req->path.len : sizeof x->path);
-	memcpy(x->path, req->path.p, x->path_len);
-	x->client_keep_alive = req->keep_alive;
-	x->client_http10 = req->minor == 0;
-	x->bytes_in = head_len;
-	x->reason = RW_OK;
-	bool has_body = req->chunked || req->content_length > 0;
-	x->req_chunked = req->chunked;
-	x->req_remaining = req->chunked ? 0 : (req->content_length > 0 ? req->content_length : 0);
-	x->req_done = !has_body;
-	x->req_has_body = has_body;
-
-	uint32_t allow = 0;
-	x->route = router_match(c->l->fe->router, req->host, req->path, req->method_id, &allow);
-	if (!x->route) {
-		segq_consume(&w->bufs, &c->s.in, head_len);
-		if (!allow) {
-			client_refuse(c, RW_NO_ROUTE, NULL, false);
-			return;
-		}
-		char list[96];
-		http_method_list(allow, list, sizeof list);
-		client_refuse(c, RW_METHOD_NOT_ALLOWED, list, false);
-		return;
-	}
-	x->ups = x->route->upstream;
-	if (!req->chunked && req->content_length > (int64_t)w->cfg->limits.max_body_bytes) {
-		segq_consume(&w->bufs, &c->s.in, head_len);
-		client_refuse(c, RW_BODY_TOO_LARGE, NULL, true);
-		return;
-	}
-	enum rw_reason why = RW_OK;
-	struct upconn *u = upstream_acquire(w, x->ups, -1, false, &why);
-	if (!u) {
-		segq_consume(&w->bufs, &c->s.in, head_len);
-		client_refuse(c, why, NULL, false);
-		return;
-	}
-	x->u = u; /* for the Host fallback of HTTP/1.0 requests */
-	uint32_t id = buf_heap_get(&w->bufs);
-	size_t n = id == UINT32_MAX ? 0 : build_request_head(x, req, buf_ptr(&w->bufs, id),
-							    buf_cap(&w->bufs, id));
-	segq_consume(&w->bufs, &c->s.in, head_len);
-	if (n == 0) { /* out of memory, or our additions pushed the head past the buffer */
-		if (id != UINT32_MAX)
-			buf_unref(&w->bufs, id);
-		client_refuse(c, id == UINT32_MAX ? RW_INTERNAL : RW_HEADERS_TOO_LARGE, NULL, true);
-		return;
-	}
-	x->req_head_id = id; /* our reference: kept for a retry */
-	x->req_head_len = (uint32_t)n;
-	buf_ref(&w->bufs, id);
-	segq_push(&w->bufs, &u->s.out, id, 0, (uint32_t)n);
-	if (req->expect_continue && has_body) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		uint32_t cid = buf_heap_get(&w->bufs);
-		if (cid != UINT32_MAX) {
-			memcpy(buf_ptr(&w->bufs, cid), cont, sizeof cont - 1);
-			segq_push(&w->bufs, &c->s.out, cid, 0, sizeof cont - 1);
-			sock_flush(w, &c->s);
-		}
-	}
-	c->state = has_body ? C_BODY : C_WAIT;
-	attach_upstream(x, u);
-}
-
-static void arm_response_timer(struct exchange *x)
-{
-	upconn_arm_timer(x->u, x->ups->response_timeout_ms);
-}
-
-void proxy_on_upstream_connected(struct exchange *x)
-{
-	arm_response_timer(x);
-	if (splice_active(&x->req_leg)) /* a body waiting in the pipe can go now */
-		client_pump_body(x->c);
-}
-
-/* Drops the upstream leg: the connection is closed (or pooled when reusable). */
-static void detach_upstream(struct exchange *x, bool reusable)
-{
-	struct upconn *u = x->u;
-	if (!u)
-		return;
-	x->u = NULL;
-	upstream_release(u, reusable);
-}
-
-void proxy_abort(struct exchange *x)
-{
-	struct client *c = x->c;
-	detach_upstream(x, false);
-	c->x = NULL;
-	exchange_free(c->w, x);
-}
-
-/* The response is over from the upstream's side. */
-static void finish_response(struct exchange *x, bool reusable)
-{
-	struct client *c = x->c;
-	x->t_upstream_done_ns = now_ns();
-	if (!x->req_done) { /* answered before the whole body was read: the stream can't go on */
-		reusable = false;
-		c->close_after = true;
-		sock_pause(c->w, &c->s);
-	}
-	x->upstream_text = x->u ? x->u->target->text : NULL;
-	detach_upstream(x, reusable);
-	client_exchange_done(c);
-}
-
-/* The upstream failed after part of the response went out: the client can only learn it from the
- * connection closing early. */
-static void fail_midstream(struct exchange *x, enum rw_reason r)
-{
-	struct client *c = x->c;
-	log_warn("upstream %s: %s after %llu response bytes", x->u ? x->u->target->text : "-",
-		 reason_name(r), (unsigned long long)x->bytes_out_queued);
-	x->reason = r;
-	c->close_after = true;
-	x->req_done = true;
-	finish_response(x, false);
+	struct worker *w = lg->x->w;
+	return upstream_acquire(&w->pools, &lg->x->snap->ups, lg->ups, avoid, fresh, &leg_owner_ops,
+				lg, why);
 }
 
 /* Can the request be sent again on another connection? */
-static bool can_retry(const struct exchange *x, bool nothing_sent)
+static bool can_retry(const struct leg *lg, bool nothing_sent)
 {
-	if (x->retried || x->resp_started || x->c->w->stopping)
+	const struct exchange *x = lg->x;
+	if (lg->retried || lg->started || x->w->stopping)
 		return false;
 	if (nothing_sent) /* connect failed: the whole request is still queued, for another target */
-		return x->ups->ntargets > 1;
-	return x->u->reused && !x->req_has_body && method_is_idempotent(x->method_id) && x->u->s.in.bytes == 0;
+		return lg->ups->ntargets > 1;
+	return lg->u->reused && !x->req_has_body && method_is_idempotent(x->method_id) &&
+	       lg->u->s.in.bytes == 0;
 }
 
-static bool retry(struct exchange *x, bool nothing_sent)
+static bool retry(struct leg *lg, bool nothing_sent)
 {
-	struct worker *w = x->c->w;
-	struct upconn *old = x->u;
-	int avoid = nothing_sent ? upstream_target_index(old, x->ups) : -1;
+	struct exchange *x = lg->x;
+	struct bufs *b = &leg_loop(lg)->bufs;
+	struct upconn *old = lg->u;
+	int avoid = nothing_sent ? upstream_target_index(old, &x->snap->ups, lg->ups) : -1;
 	enum rw_reason why;
-	struct upconn *u = upstream_acquire(w, x->ups, avoid, true, &why);
+	struct upconn *u = leg_acquire(lg, avoid, true, &why);
 	if (!u)
 		return false;
-	x->retried = true;
 	if (nothing_sent) {
-		segq_move(&w->bufs, &u->s.out, &old->s.out, old->s.out.bytes);
+		segq_move(b, &u->s.out, &old->s.out, old->s.out.bytes);
 	} else {
-		buf_ref(&w->bufs, x->req_head_id);
-		segq_push(&w->bufs, &u->s.out, x->req_head_id, 0, x->req_head_len);
+		buf_ref(b, lg->req_head_id);
+		if (!segq_push(b, &u->s.out, lg->req_head_id, 0, lg->req_head_len)) {
+			buf_unref(b, lg->req_head_id);
+			upstream_release(u, false);
+			return false;
+		}
 	}
-	log_info("upstream %s: retrying %.*s %.*s on %s", old->target->text, (int)x->method_len,
-		 x->method, (int)x->path_len, x->path, u->target->text);
-	detach_upstream(x, false);
-	attach_upstream(x, u);
-	client_pump_body(x->c);
+	lg->retried = true;
+	log_info("upstream %s: retrying %.*s %.*s on %s", upconn_target(old), (int)x->method_len,
+		 x->method, (int)x->path_len, x->path, upconn_target(u));
+	lg->u = NULL;
+	upstream_release(old, false);
+	leg_attach(lg, u);
+	exchange_pump_request(x);
 	return true;
 }
 
-static void fail_before_response(struct exchange *x, enum rw_reason r, int err)
+/* The leg cannot answer: before the response head the sink answers the client itself; during
+ * the body the client can only learn it from the connection closing early. */
+static void leg_fail(struct leg *lg, enum rw_reason r, int err)
 {
-	struct client *c = x->c;
-	log_warn("upstream %s: %s%s%s", x->u ? x->u->target->text : "-", reason_name(r),
-		 err ? ": " : "", err ? strerror(err) : "");
-	x->upstream_text = x->u ? x->u->target->text : NULL;
-	detach_upstream(x, false);
-	client_refuse(c, r, NULL, false);
+	if (!lg->started) {
+		log_warn("upstream %s: %s%s%s", lg->target ? lg->target : "-", reason_name(r),
+			 err ? ": " : "", err ? strerror(err) : "");
+		leg_release(lg, false);
+	} else {
+		log_warn("upstream %s: %s after %llu response bytes", lg->target ? lg->target : "-",
+			 reason_name(r), (unsigned long long)lg->x->bytes_out_queued);
+		lg->t_done_ns = now_ns();
+	}
+	lg->sink->failed(lg, r, err);
 }
 
-void proxy_on_upstream_eof(struct exchange *x, int err)
+void leg_upstream_failed(struct leg *lg, int err)
 {
-	struct upconn *u = x->u;
+	struct upconn *u = lg->u;
 	if (u->state == U_CONNECTING) {
-		if (can_retry(x, true) && retry(x, true))
+		if (can_retry(lg, true) && retry(lg, true))
 			return;
-		fail_before_response(x, RW_UPSTREAM_CONNECT_FAILED, err);
+		leg_fail(lg, RW_UPSTREAM_CONNECT_FAILED, err);
 		return;
 	}
-	if (!x->resp_started) {
-		if (u->s.in.bytes == 0 && can_retry(x, false) && retry(x, false))
+	if (!lg->started) {
+		if (u->s.in.bytes == 0 && can_retry(lg, false) && retry(lg, false))
 			return;
-		fail_before_response(x, RW_UPSTREAM_RESET, err);
+		leg_fail(lg, RW_UPSTREAM_RESET, err);
 		return;
 	}
-	/* mid-response: what is queued still goes out; the pump decides how it ends */
+	/* mid-response: what is queued still goes out; the sink decides how it ends */
 	if (err)
-		x->reason = RW_UPSTREAM_RESET;
-	proxy_on_upstream_data(x);
+		lg->x->reason = RW_UPSTREAM_RESET;
+	lg->sink->body(lg);
 }
 
-void proxy_on_upstream_timeout(struct exchange *x)
+/* Parses the response head at the front of the connection's input and hands it to the sink.
+ * False if the exchange ended or more bytes are needed. */
+static bool take_response_head(struct leg *lg)
 {
-	struct upconn *u = x->u;
-	if (u->state == U_CONNECTING) {
-		if (can_retry(x, true) && retry(x, true))
-			return;
-		fail_before_response(x, RW_UPSTREAM_CONNECT_TIMEOUT, 0);
-		return;
-	}
-	if (!x->resp_started) {
-		fail_before_response(x, RW_UPSTREAM_TIMEOUT, 0);
-		return;
-	}
-	fail_midstream(x, RW_UPSTREAM_TIMEOUT);
-}
-
-/* The client's response head: status line, the upstream's end-to-end headers, our Connection. */
-static size_t build_response_head(struct exchange *x, const struct http_response *r, bool close,
-				  char *buf, size_t cap)
-{
-	struct out o = { buf, 0, cap, false };
-	puts_(&o, "HTTP/1.1 ");
-	put_u64(&o, r->status);
-	puts_(&o, " ");
-	if (r->reason_phrase.len)
-		put_slice(&o, r->reason_phrase);
-	else
-		puts_(&o, status_text(r->status));
-	puts_(&o, "\r\n");
-	for (unsigned i = 0; i < r->nheaders; i++) {
-		const struct http_header *h = &r->headers[i];
-		if (h->hop)
-			continue;
-		put_slice(&o, h->name);
-		puts_(&o, ": ");
-		put_slice(&o, h->value);
-		puts_(&o, "\r\n");
-	}
-	if (close)
-		puts_(&o, "Connection: close\r\n");
-	else if (x->client_http10)
-		puts_(&o, "Connection: keep-alive\r\n");
-	puts_(&o, "\r\n");
-	return o.overflow ? 0 : o.len;
-}
-
-/* Parses the response head at the front of the upstream's input. Returns false if the exchange
- * ended (refused) or more bytes are needed. */
-static bool take_response_head(struct exchange *x)
-{
-	struct client *c = x->c;
-	struct worker *w = c->w;
-	struct upconn *u = x->u;
+	struct exchange *x = lg->x;
+	struct worker *w = x->w;
+	struct bufs *b = &w->loop.bufs;
+	struct upconn *u = lg->u;
 	struct http_response *r = &w->resp;
 	for (;;) {
 		if (u->s.in.bytes == 0)
 			return false;
 		struct seg *g = u->s.in.head;
-		int n = http1_parse_response(seg_ptr(&w->bufs, g), g->len, w->cfg->limits.max_header_bytes, r);
+		int n = http1_parse_response(seg_ptr(b, g), g->len,
+					     worker_cfg(w)->limits.max_header_bytes, r);
 		if (n == 0) {
 			bool more = g->next != NULL;
-			if (!segq_coalesce_front(&w->bufs, &u->s.in)) {
-				fail_before_response(x, RW_INTERNAL, ENOMEM);
+			if (!segq_coalesce_front(b, &u->s.in)) {
+				leg_fail(lg, RW_INTERNAL, ENOMEM);
 				return false;
 			}
 			if (!more)
@@ -474,200 +271,351 @@ static bool take_response_head(struct exchange *x)
 			continue;
 		}
 		if (n < 0 || r->status == 101) {
-			fail_before_response(x, RW_UPSTREAM_BAD_RESPONSE, 0);
+			leg_fail(lg, RW_UPSTREAM_BAD_RESPONSE, 0);
 			return false;
 		}
 		if (r->status < 200) { /* interim (100 Continue, 103): we answered Expect ourselves */
-			segq_consume(&w->bufs, &u->s.in, (uint64_t)n);
+			segq_consume(b, &u->s.in, (uint64_t)n);
 			continue;
 		}
-		x->status = r->status;
+		lg->status = r->status;
 		if (http1_response_has_no_body(x->method_id, r->status))
-			x->resp_mode = RESP_NONE;
+			lg->resp_mode = RESP_NONE;
 		else if (r->chunked)
-			x->resp_mode = RESP_CHUNKED;
+			lg->resp_mode = RESP_CHUNKED;
 		else if (r->content_length >= 0)
-			x->resp_mode = RESP_LENGTH;
+			lg->resp_mode = RESP_LENGTH;
 		else
-			x->resp_mode = RESP_UNTIL_CLOSE;
-		x->resp_remaining = r->content_length;
-		x->resp_keep_alive = r->keep_alive && x->resp_mode != RESP_UNTIL_CLOSE;
-		/* an answer before the whole request body arrived ends the connection too */
-		bool close = !x->client_keep_alive || c->close_after || w->stopping || !x->req_done ||
-			     x->resp_mode == RESP_UNTIL_CLOSE ||
-			     (x->client_http10 && x->resp_mode == RESP_CHUNKED);
-		if (close)
-			c->close_after = true;
-		uint32_t id = buf_heap_get(&w->bufs);
-		size_t len = id == UINT32_MAX ? 0 : build_response_head(x, r, close, buf_ptr(&w->bufs, id),
-									buf_cap(&w->bufs, id));
-		segq_consume(&w->bufs, &u->s.in, (uint64_t)n);
-		if (len == 0) {
-			if (id != UINT32_MAX)
-				buf_unref(&w->bufs, id);
-			fail_before_response(x, RW_UPSTREAM_BAD_RESPONSE, 0);
+			lg->resp_mode = RESP_UNTIL_CLOSE;
+		lg->resp_remaining = r->content_length;
+		lg->resp_keep_alive = r->keep_alive && lg->resp_mode != RESP_UNTIL_CLOSE;
+		if (!lg->sink->head(lg, r))
 			return false;
-		}
-		segq_push(&w->bufs, &c->s.out, id, 0, (uint32_t)len);
-		x->bytes_out_queued += len;
-		x->resp_started = true;
+		lg->started = true;
+		segq_consume(b, &u->s.in, (uint64_t)n);
 		return true;
 	}
 }
 
-/* The response body in splice mode. */
-static void pump_response_splice(struct exchange *x)
+bool leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t dst_limit,
+		   uint64_t *moved, bool *done)
 {
-	struct client *c = x->c;
-	struct upconn *u = x->u;
-	enum splice_status st = splice_step(c->w, &x->resp_leg, &u->s, &c->s, &x->resp_remaining,
-					    &x->bytes_out_queued);
-	if (st == SPLICE_DONE) {
-		finish_response(x, x->resp_keep_alive && x->req_done);
-	} else if (st == SPLICE_FAILED) {
-		if (!x->resp_leg.failed_out) {
-			if (x->resp_leg.error > 0)
-				log_warn("splice from upstream %s: %s", u->target->text,
-					 strerror(x->resp_leg.error));
-			fail_midstream(x, RW_UPSTREAM_RESET);
-		} else { /* the client stopped reading */
-			x->reason = RW_CLIENT_CLOSED;
-			client_on_send_error(c, x->resp_leg.error);
-		}
-	}
-}
-
-void proxy_on_upstream_data(struct exchange *x)
-{
-	struct client *c = x->c;
-	struct worker *w = c->w;
-	struct upconn *u = x->u;
-	if (!x->resp_started && !take_response_head(x))
-		return;
-	if (splice_active(&x->resp_leg)) {
-		pump_response_splice(x);
-		return;
-	}
-	bool done = false, bad = false;
-	while (!done && u->s.in.bytes && c->s.out.bytes < SOCK_OUT_HIGH) {
+	struct segq *in = &lg->u->s.in;
+	bool bad = false;
+	*moved = 0;
+	*done = false;
+	while (!*done && in->bytes && dst->bytes < dst_limit) {
 		uint64_t n = 0;
-		switch (x->resp_mode) {
+		switch (lg->resp_mode) {
 		case RESP_NONE:
-			done = true;
+			*done = true;
 			break;
 		case RESP_LENGTH:
-			n = segq_move(&w->bufs, &c->s.out, &u->s.in, (uint64_t)x->resp_remaining);
-			x->resp_remaining -= (int64_t)n;
+			n = segq_move(b, dst, in, (uint64_t)lg->resp_remaining);
+			lg->resp_remaining -= (int64_t)n;
 			break;
 		case RESP_CHUNKED: {
-			struct seg *g = u->s.in.head;
-			ssize_t k = chunk_scan(&x->resp_cs, seg_ptr(&w->bufs, g), g->len, &done);
+			struct seg *g = in->head;
+			ssize_t k = chunk_scan(&lg->resp_cs, seg_ptr(b, g), g->len, done);
 			if (k < 0) {
 				bad = true;
-				done = true;
+				*done = true;
 				break;
 			}
-			n = segq_move(&w->bufs, &c->s.out, &u->s.in, (uint64_t)k);
+			n = segq_move(b, dst, in, (uint64_t)k);
 			break;
 		}
 		default:
-			n = segq_move(&w->bufs, &c->s.out, &u->s.in, u->s.in.bytes);
+			n = segq_move(b, dst, in, in->bytes);
 			break;
 		}
-		x->bytes_out_queued += n;
+		*moved += n;
 	}
-	if (x->resp_mode == RESP_NONE || (x->resp_mode == RESP_LENGTH && x->resp_remaining == 0))
-		done = true;
-	sock_flush(w, &c->s);
-	if (bad) {
-		fail_midstream(x, RW_UPSTREAM_BAD_RESPONSE);
+	if (lg->resp_mode == RESP_NONE || (lg->resp_mode == RESP_LENGTH && lg->resp_remaining == 0))
+		*done = true;
+	return !bad;
+}
+
+static void leg_on_connected(void *owner)
+{
+	struct leg *lg = owner;
+	leg_arm_timer(lg);
+	if (splice_active(&lg->x->req_splice)) /* a body waiting in the pipe can go now */
+		exchange_pump_request(lg->x);
+}
+
+static void leg_on_data(void *owner)
+{
+	struct leg *lg = owner;
+	if (!lg->started && !take_response_head(lg))
+		return;
+	lg->sink->body(lg);
+}
+
+static void leg_on_eof(void *owner, int err)
+{
+	leg_upstream_failed(owner, err);
+}
+
+static void leg_on_timeout(void *owner)
+{
+	struct leg *lg = owner;
+	if (lg->u->state == U_CONNECTING) {
+		if (can_retry(lg, true) && retry(lg, true))
+			return;
+		leg_fail(lg, RW_UPSTREAM_CONNECT_TIMEOUT, 0);
+		return;
+	}
+	leg_fail(lg, RW_UPSTREAM_TIMEOUT, 0);
+}
+
+static void leg_on_drained(void *owner)
+{
+	struct leg *lg = owner;
+	leg_arm_timer(lg);
+	if (lg->u->s.out.bytes < SOCK_OUT_LOW)
+		exchange_pump_request(lg->x);
+}
+
+static void leg_on_splice(void *owner, bool is_in, int res)
+{
+	struct leg *lg = owner;
+	if (is_in) /* from the upstream: the response */
+		lg->sink->spliced(lg, true, res);
+	else /* to it: the request body */
+		exchange_request_spliced_out(lg->x, res);
+}
+
+static void leg_on_recv_stopped(void *owner)
+{
+	struct leg *lg = owner;
+	if (splice_active(&lg->resp_splice))
+		lg->sink->body(lg);
+}
+
+static const struct upconn_owner_ops leg_owner_ops = {
+	.connected = leg_on_connected,
+	.data = leg_on_data,
+	.eof = leg_on_eof,
+	.timeout = leg_on_timeout,
+	.drained = leg_on_drained,
+	.splice = leg_on_splice,
+	.recv_stopped = leg_on_recv_stopped,
+};
+
+/* ---- the relay sink: the response goes to the client as it comes ---------------------------- */
+
+/* The client's response head: status line, the upstream's end-to-end headers, our Connection. */
+static size_t build_response_head(const struct exchange *x, const struct http_response *r,
+				  bool close, char *buf, size_t cap)
+{
+	struct writer o = writer_init(buf, cap);
+	w_str(&o, "HTTP/1.1 ");
+	w_u64(&o, r->status);
+	w_str(&o, " ");
+	if (r->reason_phrase.len)
+		w_slice(&o, r->reason_phrase);
+	else
+		w_str(&o, status_text(r->status));
+	w_str(&o, "\r\n");
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		const struct http_header *h = &r->headers[i];
+		if (!h->hop)
+			w_header(&o, h->name, h->value);
+	}
+	if (close)
+		w_str(&o, "Connection: close\r\n");
+	else if (x->client_http10)
+		w_str(&o, "Connection: keep-alive\r\n");
+	w_str(&o, "\r\n");
+	return o.overflow ? 0 : writer_len(&o);
+}
+
+static bool relay_head(struct leg *lg, const struct http_response *r)
+{
+	struct exchange *x = lg->x;
+	struct bufs *b = &leg_loop(lg)->bufs;
+	x->status = r->status;
+	/* an answer before the whole request body arrived ends the connection too */
+	bool close = !x->client_keep_alive || client_closes_after(x->c) || !x->req_done ||
+		     lg->resp_mode == RESP_UNTIL_CLOSE ||
+		     (x->client_http10 && lg->resp_mode == RESP_CHUNKED);
+	if (close)
+		client_close_after(x->c);
+	uint32_t id = buf_heap_get(b);
+	size_t len = id == UINT32_MAX ? 0 : build_response_head(x, r, close, buf_ptr(b, id), buf_cap(b, id));
+	if (len == 0 || !segq_push(b, &x->down->out, id, 0, (uint32_t)len)) {
+		if (id != UINT32_MAX)
+			buf_unref(b, id);
+		leg_fail(lg, id == UINT32_MAX || len ? RW_INTERNAL : RW_UPSTREAM_BAD_RESPONSE,
+			 len ? ENOMEM : 0);
+		return false;
+	}
+	x->bytes_out_queued += len;
+	x->resp_started = true;
+	return true;
+}
+
+static void relay_failed(struct leg *lg, enum rw_reason r, int err)
+{
+	struct exchange *x = lg->x;
+	if (!lg->started) {
+		exchange_refuse(x, r, NULL, false);
+		return;
+	}
+	x->reason = r;
+	client_close_after(x->c);
+	leg_release(lg, false);
+	client_exchange_done(x->c);
+}
+
+static void relay_finished(struct leg *lg)
+{
+	lg->t_done_ns = now_ns();
+	exchange_answered(lg->x, lg->resp_keep_alive && lg->x->req_done);
+}
+
+/* The response body in splice mode. True while the exchange goes on. */
+static bool relay_splice(struct leg *lg)
+{
+	struct exchange *x = lg->x;
+	enum splice_status st = splice_step(leg_loop(lg), &lg->resp_splice, &lg->u->s, x->down,
+					    &lg->resp_remaining, &x->bytes_out_queued);
+	if (st == SPLICE_DONE) {
+		relay_finished(lg);
+		return false;
+	}
+	if (st == SPLICE_FAILED) {
+		if (!lg->resp_splice.failed_out) {
+			if (lg->resp_splice.error > 0)
+				log_warn("splice from upstream %s: %s", lg->target,
+					 strerror(lg->resp_splice.error));
+			leg_fail(lg, RW_UPSTREAM_RESET, 0);
+		} else { /* the client stopped reading */
+			client_exchange_failed(x->c, RW_CLIENT_CLOSED);
+		}
+		return false;
+	}
+	return true;
+}
+
+static void relay_body(struct leg *lg)
+{
+	struct exchange *x = lg->x;
+	struct loop *l = leg_loop(lg);
+	struct upconn *u = lg->u;
+	if (splice_active(&lg->resp_splice)) {
+		relay_splice(lg);
+		return;
+	}
+	uint64_t moved;
+	bool done;
+	bool ok = leg_take_body(lg, &l->bufs, &x->down->out, SOCK_OUT_HIGH, &moved, &done);
+	x->bytes_out_queued += moved;
+	client_send(x->c);
+	if (!ok) {
+		leg_fail(lg, RW_UPSTREAM_BAD_RESPONSE, 0);
 		return;
 	}
 	if (done) {
-		finish_response(x, x->resp_keep_alive && x->req_done);
+		relay_finished(lg);
 		return;
 	}
-	if (x->resp_mode == RESP_LENGTH && x->resp_remaining >= SPLICE_MIN_BYTES &&
-	    u->s.in.bytes == 0 && !u->s.eof && splice_begin(w, &x->resp_leg, &u->s)) {
-		pump_response_splice(x);
+	if (lg->resp_mode == RESP_LENGTH && lg->resp_remaining >= SPLICE_MIN_BYTES &&
+	    u->s.in.bytes == 0 && !u->s.eof && splice_begin(l, &lg->resp_splice, &u->s, x->down)) {
+		relay_splice(lg);
 		return;
 	}
 	if (u->s.eof && u->s.in.bytes == 0) {
-		if (x->resp_mode == RESP_UNTIL_CLOSE && x->reason == RW_OK)
-			finish_response(x, false);
-		else
-			fail_midstream(x, RW_UPSTREAM_RESET);
+		if (lg->resp_mode == RESP_UNTIL_CLOSE && x->reason == RW_OK) {
+			lg->t_done_ns = now_ns();
+			exchange_answered(x, false);
+		} else {
+			leg_fail(lg, RW_UPSTREAM_RESET, 0);
+		}
 		return;
 	}
-	if (c->s.out.bytes >= SOCK_OUT_HIGH)
-		sock_pause(w, &u->s);
+	if (x->down->out.bytes >= SOCK_OUT_HIGH)
+		sock_pause(l, &u->s);
 	else
-		sock_resume(w, &u->s);
-	arm_response_timer(x);
+		sock_resume(l, &u->s);
+	leg_arm_timer(lg);
 }
 
-void proxy_on_upstream_drained(struct exchange *x)
+static void relay_spliced(struct leg *lg, bool is_in, int res)
 {
+	struct exchange *x = lg->x;
 	struct client *c = x->c;
-	arm_response_timer(x);
-	if (c->state == C_BODY && x->u->s.out.bytes < SOCK_OUT_LOW) {
-		if (!splice_active(&x->req_leg)) /* a splicing client stays paused: the pipe reads for it */
-			sock_resume(c->w, &c->s);
-		client_pump_body(c);
+	struct sock *down = x->down;
+	if (is_in) {
+		splice_in_done(&lg->resp_splice, res, &lg->resp_remaining);
+		if (res > 0) {
+			x->bytes_out_queued += (uint64_t)res;
+			leg_arm_timer(lg);
+		}
+	} else {
+		splice_out_done(&lg->resp_splice, res);
 	}
-}
-
-void proxy_on_client_drained(struct exchange *x)
-{
-	if (x->u && x->resp_started && x->c->s.out.bytes < SOCK_OUT_LOW)
-		proxy_on_upstream_data(x);
-}
-
-void proxy_on_splice(struct sock *s, bool is_in, int res)
-{
-	struct exchange *x = s->kind == SOCK_CLIENT ? ((struct client *)s)->x
-						     : ((struct upconn *)s)->x;
-	if (!x)
-		return; /* the exchange ended; its pipe was closed */
-	bool request = (s->kind == SOCK_CLIENT) == is_in;
-	struct splice_leg *l = request ? &x->req_leg : &x->resp_leg;
-	if (is_in)
-		splice_in_done(l, res, request ? &x->req_remaining : &x->resp_remaining);
-	else
-		splice_out_done(l, res);
-	struct client *c = x->c;
-	if (request) {
-		if (is_in && res > 0)
-			x->bytes_in += (uint64_t)res;
-		if (res > 0 && x->u) /* the upload moves: the upstream is not late */
-			arm_response_timer(x);
-		/* progress, or the pipe filled up: who may be blamed for a stall changed */
-		if (res > 0 || l->in_blocked)
-			client_arm_timer(c);
-		client_pump_body(c);
-		return;
-	}
-	if (is_in && res > 0) {
-		x->bytes_out_queued += (uint64_t)res;
-		arm_response_timer(x);
-	}
-	pump_response_splice(x);
-	if (c->x != x || c->s.closing)
+	if (!relay_splice(lg) || down->closing)
 		return;
 	/* the client's stall timer restarts when it takes bytes, and runs while a splice waits on it */
-	if ((!is_in && res > 0) || !timer_armed(&c->s.tm))
+	if ((!is_in && res > 0) || !timer_armed(&down->tm))
 		client_arm_timer(c);
 }
 
-void proxy_on_recv_stopped(struct sock *s)
+static const struct leg_sink_ops relay_sink = {
+	.head = relay_head,
+	.body = relay_body,
+	.failed = relay_failed,
+	.spliced = relay_spliced,
+};
+
+/* ---- the handler ----------------------------------------------------------------------------- */
+
+void proxy_handle(struct exchange *x)
 {
-	if (s->kind == SOCK_CLIENT) {
-		struct client *c = (struct client *)s;
-		if (c->x && splice_active(&c->x->req_leg))
-			client_pump_body(c);
-	} else {
-		struct upconn *u = (struct upconn *)s;
-		if (u->x && splice_active(&u->x->resp_leg))
-			pump_response_splice(u->x);
+	struct bufs *b = &x->w->loop.bufs;
+	struct leg *lg = &x->leg;
+	lg->ups = x->route->upstream;
+	lg->sink = &relay_sink;
+	enum rw_reason why = RW_OK;
+	struct upconn *u = leg_acquire(lg, -1, false, &why);
+	if (!u) {
+		exchange_refuse(x, why, NULL, false);
+		return;
 	}
+	lg->u = u; /* released with the leg if anything below fails */
+	lg->target = upconn_target(u);
+	uint32_t id = buf_heap_get(b);
+	size_t n = id == UINT32_MAX ? 0 : build_request_head(lg, buf_ptr(b, id), buf_cap(b, id));
+	exchange_release_head(x);
+	if (n == 0) { /* out of memory, or our additions pushed the head past the buffer */
+		if (id != UINT32_MAX)
+			buf_unref(b, id);
+		exchange_refuse(x, id == UINT32_MAX ? RW_INTERNAL : RW_HEADERS_TOO_LARGE, NULL, true);
+		return;
+	}
+	lg->req_head_id = id; /* our reference: kept for a retry */
+	lg->req_head_len = (uint32_t)n;
+	buf_ref(b, id);
+	if (!segq_push(b, &u->s.out, id, 0, (uint32_t)n)) {
+		buf_unref(b, id);
+		exchange_refuse(x, RW_INTERNAL, NULL, true);
+		return;
+	}
+	if (x->req.expect_continue && x->req_has_body) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		uint32_t cid = buf_heap_get(b);
+		if (cid == UINT32_MAX || !segq_push(b, &x->down->out, cid, 0, sizeof cont - 1)) {
+			if (cid != UINT32_MAX)
+				buf_unref(b, cid);
+			exchange_refuse(x, RW_INTERNAL, NULL, true);
+			return;
+		}
+		memcpy(buf_ptr(b, cid), cont, sizeof cont - 1);
+		client_send(x->c);
+	}
+	x->pumping = x->req_has_body;
+	leg_attach(lg, u);
+	exchange_pump_request(x);
 }

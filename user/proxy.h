@@ -1,77 +1,76 @@
-/* proxy.h — an exchange: one client request and its upstream leg. Builds the upstream request head
- * (path rewrite, hop-by-hop headers removed, X-Forwarded-*, Via), streams the body both ways
- * (Content-Length, chunked, until close) with backpressure, relays the response head, retries an
- * idempotent request once when a pooled connection turns out closed, and maps every upstream
- * failure and timeout to its reason. */
+/* proxy.h — the proxy handler and its upstream leg. A leg is one upstream request of an exchange:
+ * the upstream request head (path rewrite, hop-by-hop headers removed, X-Forwarded-*, Via), a
+ * connection from the worker's pools, one more try on another connection where that is safe, the
+ * response head parsed and its body framed (Content-Length, chunked, until close), and every
+ * upstream failure and timeout mapped to its reason. What the response becomes is the leg's sink:
+ * today's routes relay it to the client (spliced when large); a collecting sink (aggregation)
+ * takes the body with leg_take_body instead. */
 #ifndef RINGWAY_PROXY_H
 #define RINGWAY_PROXY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "config.h"
 #include "http1.h"
 #include "reason.h"
 #include "splice.h"
 
-struct client;
+struct exchange;
+struct leg;
 struct upconn;
-struct worker;
 
-struct exchange {
-	struct exchange *next_free;
-	struct client *c;
-	struct upconn *u;
-	const struct rw_route *route;
-	const struct rw_upstream *ups;
-	enum rw_reason reason;
-	uint8_t method_id;
-	uint8_t method_len;
-	char method[16];
-	uint16_t path_len;
-	char path[256];        /* for the access log (truncated) */
-	bool client_keep_alive;
-	bool client_http10;
-	/* request body */
-	bool req_chunked;
-	bool req_has_body;
-	bool req_done;         /* every request byte is queued to the upstream */
-	int64_t req_remaining; /* Content-Length bytes still to forward */
-	struct chunk_scanner req_cs;
-	struct splice_leg req_leg;
-	uint32_t req_head_id;  /* the built upstream head, kept for a retry */
-	uint32_t req_head_len;
-	bool retried;
-	/* response */
-	uint8_t resp_mode;     /* enum resp_mode */
-	bool resp_keep_alive;  /* the upstream connection may be reused after this response */
-	bool resp_started;     /* a response head was queued to the client */
-	uint16_t status;
-	int64_t resp_remaining;
-	struct chunk_scanner resp_cs;
-	struct splice_leg resp_leg;
-	const char *upstream_text; /* the target that answered, for the log */
-	/* accounting */
-	uint64_t t_start_ns, t_upstream_ns, t_upstream_done_ns;
-	uint64_t bytes_in, bytes_out_queued;
+struct leg_sink_ops {
+	/* The response head is parsed (r's slices point into the connection's input until this
+	 * returns). False: the sink ended the exchange. */
+	bool (*head)(struct leg *lg, const struct http_response *r);
+	/* Body bytes wait in the leg's connection, or the body ended: take them (leg_take_body). */
+	void (*body)(struct leg *lg);
+	/* The leg failed, before the response head (lg->started false) or during its body. */
+	void (*failed)(struct leg *lg, enum rw_reason r, int err);
+	/* A splice from the leg's connection (is_in) or one of the response's ended with res. */
+	void (*spliced)(struct leg *lg, bool is_in, int res);
 };
 
-/* Routes the parsed request in w->req and, if it can be proxied, starts the exchange: builds the
- * upstream head, acquires a connection, sends. On refusal answers the client itself. */
-void proxy_start(struct client *c, uint32_t head_len);
-void proxy_on_upstream_connected(struct exchange *x);
-void proxy_on_upstream_data(struct exchange *x);
-void proxy_on_upstream_eof(struct exchange *x, int err);
-void proxy_on_upstream_timeout(struct exchange *x);
-void proxy_on_upstream_drained(struct exchange *x);
-void proxy_on_client_drained(struct exchange *x);
-/* A splice on s ended (is_in: source side) with res. */
-void proxy_on_splice(struct sock *s, bool is_in, int res);
-/* s's recv stopped after a pause: a splice waiting for that may start. */
-void proxy_on_recv_stopped(struct sock *s);
-/* The client went away mid-exchange: drop the upstream leg. */
-void proxy_abort(struct exchange *x);
-void exchange_free(struct worker *w, struct exchange *x);
-uint64_t now_ns(void);
+enum resp_mode { RESP_NONE = 0, RESP_LENGTH, RESP_CHUNKED, RESP_UNTIL_CLOSE };
+
+struct leg {
+	struct exchange *x;
+	const struct leg_sink_ops *sink;
+	const struct rw_upstream *ups;
+	struct upconn *u;
+	bool retried;
+	bool started;           /* the response head was taken */
+	bool resp_keep_alive;   /* the connection may be reused after this response */
+	uint8_t resp_mode;      /* enum resp_mode */
+	uint16_t status;
+	uint32_t req_head_id;   /* the built upstream head, kept for a retry */
+	uint32_t req_head_len;
+	int64_t resp_remaining;
+	struct chunk_scanner resp_cs;
+	struct splice_leg resp_splice;
+	const char *target;     /* the target that answered, for the log (lives as long as the worker) */
+	uint64_t t_start_ns, t_done_ns;
+};
+
+/* The route's handler: builds the upstream head from x's request, takes a connection and sends,
+ * with the relay sink. Answers the client itself when that fails. */
+void proxy_handle(struct exchange *x);
+
+void leg_init(struct leg *lg, struct exchange *x);
+/* Lets go of everything the leg holds: the connection (back to its pool when reusable), the kept
+ * head, a response splice's pipe. */
+void leg_release(struct leg *lg, bool reusable);
+/* Moves up to room response-body bytes from the connection to dst, as the framing allows; *moved
+ * gets their count, *done is set when the body is complete. False when the framing is broken. */
+bool leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t room,
+		   uint64_t *moved, bool *done);
+/* The upstream answered or made progress: its deadline starts again. */
+void leg_arm_timer(struct leg *lg);
+/* Sending to the leg's connection failed with err: retried elsewhere, or the sink is told. */
+void leg_upstream_failed(struct leg *lg, int err);
+/* The leg's connection, NULL when it has none. */
+struct sock *leg_sock(struct leg *lg);
 
 #endif

@@ -1,110 +1,106 @@
-/* sock.c — ring operations on one socket: multishot recv, the single in-flight send, pause and
- * resume, and close (shutdown, cancel, then free once nothing is in flight). */
+/* sock.c — ring operations on one connection: multishot recv, the single in-flight send, pause and
+ * resume, connect, close (shutdown, cancel, then free once nothing is in flight), and the dispatch
+ * of their completions to the owner's sock_ops. */
 #include "sock.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "splice.h"
+#include "transport.h"
 
-void sock_init(struct sock *s, int fd, enum sock_kind kind)
+void sock_init(struct sock *s, int fd, unsigned buf_group, const struct sock_ops *ops,
+	       const struct transport_ops *tx)
 {
 	memset(s, 0, sizeof *s);
 	s->fd = fd;
-	s->kind = (uint8_t)kind;
+	s->buf_group = (uint8_t)buf_group;
+	s->ops = ops;
+	s->tx = tx;
 }
 
-void sock_arm_recv(struct worker *w, struct sock *s)
+void sock_arm_recv(struct loop *l, struct sock *s)
 {
-	/* a starved socket is re-armed by the worker once buffers are back */
+	/* a starved socket is re-armed by the loop once buffers are back */
 	if (s->recv_armed || s->closing || s->eof || s->paused || s->starved)
 		return;
-	struct io_uring_sqe *sqe = worker_sqe(w);
+	struct io_uring_sqe *sqe = loop_sqe(l);
 	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = (uint16_t)sock_buf_group(s);
+	sqe->buf_group = s->buf_group;
 	io_uring_sqe_set_data64(sqe, UD(s, OP_RECV));
 	s->recv_armed = true;
 	s->inflight++;
 }
 
-static struct sendctx *sendctx_get(struct worker *w)
-{
-	struct sendctx *sc = w->free_sc;
-	if (sc) {
-		w->free_sc = sc->next_free;
-		return sc;
-	}
-	return malloc(sizeof *sc);
-}
-
-void sock_flush(struct worker *w, struct sock *s)
+void sock_flush(struct loop *l, struct sock *s)
 {
 	if (s->send_busy || s->closing || !s->connected || s->out.bytes == 0)
 		return;
-	struct io_uring_sqe *sqe;
-	if (s->out.head->next == NULL || s->out.head->len >= 65536) {
-		/* one segment: a plain send */
-		struct seg *g = s->out.head;
-		sqe = worker_sqe(w);
-		io_uring_prep_send(sqe, s->fd, seg_ptr(&w->bufs, g), g->len, MSG_NOSIGNAL);
-		s->sending = g->len;
-	} else {
-		if (!s->sc && !(s->sc = sendctx_get(w)))
-			return; /* out of memory: retried on the next flush */
-		struct sendctx *sc = s->sc;
-		unsigned n = 0;
-		uint32_t total = 0;
-		for (struct seg *g = s->out.head; g && n < SEND_IOV_MAX; g = g->next) {
-			sc->iov[n].iov_base = seg_ptr(&w->bufs, g);
-			sc->iov[n].iov_len = g->len;
-			total += g->len;
-			n++;
-		}
-		memset(&sc->msg, 0, sizeof sc->msg);
-		sc->msg.msg_iov = sc->iov;
-		sc->msg.msg_iovlen = n;
-		sqe = worker_sqe(w);
-		io_uring_prep_sendmsg(sqe, s->fd, &sc->msg, MSG_NOSIGNAL);
-		s->sending = total;
-	}
-	io_uring_sqe_set_data64(sqe, UD(s, OP_SEND));
-	s->send_busy = true;
-	s->inflight++;
+	s->tx->flush(l, s);
 }
 
-void sock_pause(struct worker *w, struct sock *s)
+void sock_pause(struct loop *l, struct sock *s)
 {
 	if (s->paused)
 		return;
 	s->paused = true;
 	if (s->recv_armed) {
-		struct io_uring_sqe *sqe = worker_sqe(w);
+		struct io_uring_sqe *sqe = loop_sqe(l);
 		io_uring_prep_cancel64(sqe, UD(s, OP_RECV), 0);
 		io_uring_sqe_set_data64(sqe, UD(s, OP_CANCEL));
 		s->inflight++;
 	}
 }
 
-void sock_resume(struct worker *w, struct sock *s)
+void sock_resume(struct loop *l, struct sock *s)
 {
 	if (!s->paused)
 		return;
 	s->paused = false;
-	sock_arm_recv(w, s);
+	sock_arm_recv(l, s);
 }
 
-void sock_close(struct worker *w, struct sock *s)
+void sock_shutdown_write(struct loop *l, struct sock *s)
+{
+	if (!s->closing)
+		s->tx->shutdown_write(l, s);
+}
+
+bool sock_can_splice(const struct sock *s)
+{
+	return s->tx->splice_ok;
+}
+
+void sock_connect(struct loop *l, struct sock *s, const struct sockaddr *addr, socklen_t len)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+	io_uring_prep_connect(sqe, s->fd, addr, len);
+	io_uring_sqe_set_data64(sqe, UD(s, OP_CONNECT));
+	s->inflight++;
+}
+
+static void release_if_idle(struct loop *l, struct sock *s)
+{
+	if (!s->closing || s->inflight || s->released)
+		return;
+	s->released = true;
+	s->list_next = l->closed;
+	l->closed = s;
+}
+
+void sock_close(struct loop *l, struct sock *s)
 {
 	if (s->closing)
 		return;
 	s->closing = true;
-	w->nclosing++;
-	timer_cancel(&w->wheel, &s->tm);
+	l->nclosing++;
+	timer_cancel(&l->wheel, &s->tm);
 	if (s->starved) { /* leave the starved list: list_next is about to mean the closed list */
-		struct sock **pp = &w->starved;
+		struct sock **pp = &l->starved;
 		while (*pp && *pp != s)
 			pp = &(*pp)->list_next;
 		if (*pp)
@@ -116,19 +112,144 @@ void sock_close(struct worker *w, struct sock *s)
 	 * it all (one syscall fewer for most closes: the peer's EOF already ended the recv). */
 	if (s->fd >= 0 && s->inflight) {
 		shutdown(s->fd, SHUT_RDWR);
-		struct io_uring_sqe *sqe = worker_sqe(w);
+		struct io_uring_sqe *sqe = loop_sqe(l);
 		io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, UD(s, OP_CANCEL));
 		s->inflight++;
 	}
-	sock_release_if_idle(w, s);
+	release_if_idle(l, s);
 }
 
-void sock_release_if_idle(struct worker *w, struct sock *s)
+static void starve(struct loop *l, struct sock *s)
 {
-	if (!s->closing || s->inflight || s->released)
+	if (s->starved)
 		return;
-	s->released = true;
-	s->list_next = w->closed;
-	w->closed = s;
+	s->starved = true;
+	s->list_next = l->starved;
+	l->starved = s;
+}
+
+static void on_recv(struct loop *l, struct sock *s, struct io_uring_cqe *cqe)
+{
+	bool ended = !(cqe->flags & IORING_CQE_F_MORE);
+	if (ended) {
+		s->recv_armed = false;
+		s->inflight--;
+	}
+	int res = cqe->res;
+	if (res > 0) {
+		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		buf_took_from_ring(&l->bufs, bid);
+		if (s->closing || s->eof) {
+			buf_unref(&l->bufs, bid);
+			return;
+		}
+		int err = s->tx->received(l, s, bid, (uint32_t)res);
+		if (err) { /* the bytes cannot be kept: the stream ends here, with the reason */
+			s->eof = true;
+			s->ops->on_eof(s, -err);
+			return;
+		}
+		s->ops->on_data(s);
+	} else if (res != -ENOBUFS && res != -ECANCELED && !s->closing && !s->eof) {
+		s->eof = true; /* end of stream, or an error that ends it */
+		s->ops->on_eof(s, res == 0 ? 0 : -res);
+		return;
+	}
+	if (!ended || s->recv_armed || s->closing || s->eof)
+		return;
+	if (s->paused)
+		s->ops->on_recv_stopped(s);
+	else if (res == -ENOBUFS)
+		starve(l, s); /* re-armed when buffers come back */
+	else
+		sock_arm_recv(l, s);
+}
+
+static void on_send(struct loop *l, struct sock *s, int res)
+{
+	s->send_busy = false;
+	s->inflight--;
+	if (s->closing)
+		return;
+	if (res < 0) {
+		segq_clear(&l->bufs, &s->out);
+		s->ops->on_send_error(s, -res);
+		return;
+	}
+	s->tx->sent(l, s, (uint32_t)res);
+	sock_flush(l, s);
+	s->ops->on_sent(s);
+}
+
+void sock_complete(struct loop *l, struct sock *s, unsigned op, struct io_uring_cqe *cqe)
+{
+	switch (op) {
+	case OP_RECV:
+		on_recv(l, s, cqe);
+		break;
+	case OP_SEND:
+		on_send(l, s, cqe->res);
+		break;
+	case OP_CONNECT:
+		s->inflight--;
+		if (!s->closing)
+			s->ops->on_connected(s, cqe->res);
+		break;
+	case OP_CANCEL:
+	case OP_SPLICE_POLL:
+		s->inflight--;
+		break;
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT: {
+		bool is_in = op == OP_SPLICE_IN;
+		s->inflight--;
+		if (splice_op_finished(l, s, is_in) && !s->closing)
+			s->ops->on_splice(s, is_in, cqe->res);
+		break;
+	}
+	default:
+		return;
+	}
+	release_if_idle(l, s);
+}
+
+void sock_free_closed(struct loop *l, bool by_ring)
+{
+	while (l->closed) {
+		struct sock *s = l->closed;
+		l->closed = s->list_next;
+		l->nclosing--;
+		if (s->fd >= 0 && by_ring) {
+			struct io_uring_sqe *sqe = loop_sqe(l);
+			io_uring_prep_close(sqe, s->fd);
+			io_uring_sqe_set_data64(sqe, 0); /* its completion needs nothing */
+		} else if (s->fd >= 0) {
+			close(s->fd);
+		}
+		s->fd = -1;
+		segq_clear(&l->bufs, &s->in);
+		segq_clear(&l->bufs, &s->out);
+		if (s->sc) {
+			s->sc->next_free = l->free_sc;
+			l->free_sc = s->sc;
+			s->sc = NULL;
+		}
+		s->ops->on_free(s);
+	}
+}
+
+void sock_rearm_starved(struct loop *l)
+{
+	struct sock **pp = &l->starved;
+	while (*pp) {
+		struct sock *s = *pp;
+		if (l->bufs.ring_free[s->buf_group] < 8) {
+			pp = &s->list_next;
+			continue;
+		}
+		*pp = s->list_next;
+		s->starved = false;
+		sock_arm_recv(l, s);
+	}
 }

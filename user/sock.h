@@ -1,9 +1,8 @@
-/* sock.h — a socket driven by its worker's ring: multishot recv into the buffer ring, one send in
+/* sock.h — a connection driven by its loop's ring: multishot recv into the buffer ring, one send in
  * flight draining an out queue (short sends handled), pause/resume for backpressure, and a close
  * that waits until no operation on the socket is still in flight before the memory is reused.
- * This is the plain transport: the HTTP layer only sees the bytes of `in` and fills `out`. A TLS
- * transport decrypts between a recv completion and `in`, encrypts between `out` and the send, and
- * never splices. */
+ * Completions go to the owner through its sock_ops table; bytes go through the socket's transport
+ * (transport.h), so the HTTP layer only ever sees the plaintext of `in` and fills `out`. */
 #ifndef RINGWAY_SOCK_H
 #define RINGWAY_SOCK_H
 
@@ -14,12 +13,25 @@
 #include <sys/uio.h>
 
 #include "buf.h"
+#include "loop.h"
 #include "timer.h"
 
-struct worker;
+struct sock;
 struct spipe;
+struct transport_ops;
 
-enum sock_kind { SOCK_CLIENT = 1, SOCK_UPSTREAM };
+/* What an owner (client connection, upstream connection, admin client, ...) is told. Each handler
+ * runs only while the socket is not closing. */
+struct sock_ops {
+	void (*on_data)(struct sock *s);         /* new plaintext in s->in */
+	void (*on_eof)(struct sock *s, int err); /* the peer finished (0) or the stream failed (errno) */
+	void (*on_sent)(struct sock *s);         /* a send completed: s->out shrank */
+	void (*on_send_error)(struct sock *s, int err);
+	void (*on_connected)(struct sock *s, int res); /* a connect started by the owner ended */
+	void (*on_splice)(struct sock *s, bool is_in, int res); /* a splice naming s ended */
+	void (*on_recv_stopped)(struct sock *s); /* the recv ended while paused (a splice may start) */
+	void (*on_free)(struct sock *s);         /* closed and nothing names it: free the owner */
+};
 
 #define SEND_IOV_MAX 16
 
@@ -31,7 +43,7 @@ struct sendctx {
 
 struct sock {
 	int fd;
-	uint8_t kind;         /* enum sock_kind */
+	uint8_t buf_group;    /* BUF_GROUP_CLIENT or BUF_GROUP_UPSTREAM */
 	bool recv_armed : 1;  /* a multishot recv is in flight */
 	bool send_busy : 1;   /* a send is in flight */
 	bool closing : 1;     /* closed: waiting for in-flight operations to end */
@@ -39,52 +51,41 @@ struct sock {
 	bool starved : 1;     /* recv stopped: the buffer ring was empty */
 	bool eof : 1;         /* peer finished sending (or recv failed) */
 	bool connected : 1;   /* sends may start */
-	bool released : 1;    /* on the worker's closed list */
+	bool released : 1;    /* on the loop's closed list */
 	uint16_t inflight;    /* operations in flight that name this socket */
-	struct segq in;       /* received bytes not consumed yet */
-	struct segq out;      /* bytes to send */
+	const struct sock_ops *ops;
+	const struct transport_ops *tx;
+	struct segq in;       /* received plaintext not consumed yet */
+	struct segq out;      /* plaintext to send */
 	uint32_t sending;     /* bytes of out handed to the in-flight send */
 	struct sendctx *sc;
 	struct spipe *spl_in;  /* the pipe of the splice in flight from this socket */
 	struct spipe *spl_out; /* the pipe of the splice in flight to this socket */
 	struct timer tm;
-	struct sock *list_next; /* on the worker's starved or closed list */
+	struct sock *list_next; /* on the loop's starved or closed list */
 };
 
-/* Operation tags in the low bits of user_data: every structure named by an operation is 16-byte
- * aligned (malloc'd, or declared RING_ALIGNED). */
-enum op {
-	OP_ACCEPT = 1,
-	OP_RECV,
-	OP_SEND,
-	OP_CONNECT,
-	OP_CANCEL,
-	OP_TICK,
-	OP_WAKE,
-	OP_SPLICE_POLL, /* the poll a splice is linked behind */
-	OP_SPLICE_IN,   /* source socket -> pipe */
-	OP_SPLICE_OUT,  /* pipe -> destination socket */
-};
-#define OP_MASK 15ull
-#define RING_ALIGNED __attribute__((aligned(16)))
-
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-#define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(op))
-
-void sock_init(struct sock *s, int fd, enum sock_kind kind);
-static inline unsigned sock_buf_group(const struct sock *s)
-{
-	return s->kind == SOCK_CLIENT ? BUF_GROUP_CLIENT : BUF_GROUP_UPSTREAM;
-}
-void sock_arm_recv(struct worker *w, struct sock *s);
+void sock_init(struct sock *s, int fd, unsigned buf_group, const struct sock_ops *ops,
+	       const struct transport_ops *tx);
+void sock_arm_recv(struct loop *l, struct sock *s);
 /* Starts a send of what is queued in s->out if none is in flight. */
-void sock_flush(struct worker *w, struct sock *s);
-void sock_pause(struct worker *w, struct sock *s);
-void sock_resume(struct worker *w, struct sock *s);
-/* Stops the socket; its owner's free callback runs once nothing is in flight any more. */
-void sock_close(struct worker *w, struct sock *s);
-/* Queues a closing socket whose operations have all ended for freeing (once). */
-void sock_release_if_idle(struct worker *w, struct sock *s);
+void sock_flush(struct loop *l, struct sock *s);
+void sock_pause(struct loop *l, struct sock *s);
+void sock_resume(struct loop *l, struct sock *s);
+/* Ends the write side (FIN) now, with s->out empty; reading goes on. */
+void sock_shutdown_write(struct loop *l, struct sock *s);
+/* Bytes may move between s and a pipe in the kernel (its transport carries plaintext). */
+bool sock_can_splice(const struct sock *s);
+/* Starts a connect to addr through the ring; ops->on_connected gets the result. */
+void sock_connect(struct loop *l, struct sock *s, const struct sockaddr *addr, socklen_t len);
+/* Stops the socket; ops->on_free runs once nothing is in flight any more. */
+void sock_close(struct loop *l, struct sock *s);
+/* A completion of op on s (from the loop's dispatch). */
+void sock_complete(struct loop *l, struct sock *s, unsigned op, struct io_uring_cqe *cqe);
+/* The end of a loop turn: sockets closed in it are freed (their descriptors closed through the
+ * ring when by_ring), sockets starved of buffers are re-armed when their group has some again. */
+void sock_free_closed(struct loop *l, bool by_ring);
+void sock_rearm_starved(struct loop *l);
 
 /* Backpressure thresholds for the out queue of the receiving side. */
 #define SOCK_OUT_HIGH (256u * 1024)

@@ -2,7 +2,7 @@
  * destination socket through IORING_OP_SPLICE, instead of through the buffer ring and user space.
  * Each splice is linked behind a poll of its socket and runs non-blocking, so a slow peer never
  * holds a kernel worker thread. A pipe is reused or closed only once no splice names it any more.
- * Plain transport only (a TLS transport must see the bytes). */
+ * Only between sockets whose transport allows it (a TLS transport must see the bytes). */
 #ifndef RINGWAY_SPLICE_H
 #define RINGWAY_SPLICE_H
 
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct worker;
+struct loop;
 struct sock;
 
 /* Bodies with at least this many bytes left when their buffered part has been forwarded. */
@@ -40,42 +40,43 @@ struct splice_leg {
 
 enum splice_status { SPLICE_RUNNING = 0, SPLICE_DONE, SPLICE_FAILED };
 
-static inline void splice_leg_init(struct splice_leg *l)
+static inline void splice_leg_init(struct splice_leg *sl)
 {
-	*l = (struct splice_leg){ 0 };
+	*sl = (struct splice_leg){ 0 };
 }
-static inline bool splice_active(const struct splice_leg *l)
+static inline bool splice_active(const struct splice_leg *sl)
 {
-	return l->p != NULL;
+	return sl->p != NULL;
 }
 /* The destination holds the transfer back: the pipe is full, so the source is not the slow one. */
-static inline bool splice_waits_for_out(const struct splice_leg *l)
+static inline bool splice_waits_for_out(const struct splice_leg *sl)
 {
-	return l->p && (l->in_blocked || l->in_pipe >= l->p->cap);
+	return sl->p && (sl->in_blocked || sl->in_pipe >= sl->p->cap);
 }
 
-/* Starts splicing: takes a pipe and stops the source's recv. False when splicing is not possible
- * now (no kernel support, no pipe, too many at once): the body keeps flowing through the ring. */
-bool splice_begin(struct worker *w, struct splice_leg *l, struct sock *src);
+/* Starts splicing from src to dst: takes a pipe and stops the source's recv. False when splicing
+ * is not possible now (no kernel support, a transport that must see the bytes, no pipe, too many
+ * at once): the body keeps flowing through the ring. */
+bool splice_begin(struct loop *l, struct splice_leg *sl, struct sock *src, const struct sock *dst);
 
 /* Advances the transfer: forwards bytes that arrived before the recv stopped, then keeps one splice
  * in and one out in flight. Needs two free SQEs per splice; takes them itself. *remaining counts the body bytes not yet read from src; *moved grows by
  * the bytes handed towards dst. On SPLICE_DONE the pipe is back in the pool. */
-enum splice_status splice_step(struct worker *w, struct splice_leg *l, struct sock *src,
+enum splice_status splice_step(struct loop *l, struct splice_leg *sl, struct sock *src,
 			       struct sock *dst, int64_t *remaining, uint64_t *moved);
 
 /* A splice on s finished: forgets the pipe it named. Returns true if that pipe still belongs to a
  * leg (the result is then the leg's to take), false if it was abandoned (nothing more to do). */
-bool splice_op_finished(struct worker *w, struct sock *s, bool is_in);
+bool splice_op_finished(struct loop *l, struct sock *s, bool is_in);
 
 /* Results for the leg, as the operation reported them. Only a result > 0 is progress. */
-void splice_in_done(struct splice_leg *l, int res, int64_t *remaining);
-void splice_out_done(struct splice_leg *l, int res);
+void splice_in_done(struct splice_leg *sl, int res, int64_t *remaining);
+void splice_out_done(struct splice_leg *sl, int res);
 
 /* Gives the pipe up when the exchange ends early: pooled when idle, else closed by the last
  * completion that names it. */
-void splice_abandon(struct worker *w, struct splice_leg *l);
+void splice_abandon(struct loop *l, struct splice_leg *sl);
 
-void splice_pool_destroy(struct worker *w);
+void splice_pool_destroy(struct loop *l);
 
 #endif

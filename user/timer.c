@@ -1,5 +1,6 @@
-/* timer.c — the hashed timer wheel: each slot holds a circular list of timers whose expiry falls
- * in it, whatever the round; advancing walks the slots passed and fires what is due. */
+/* timer.c — the monotonic clock, and the hashed timer wheel: each slot holds a circular list of
+ * timers whose expiry falls in it, whatever the round; advancing walks the slots passed and fires
+ * what is due. */
 #include "timer.h"
 
 #include <time.h>
@@ -9,6 +10,13 @@ uint64_t monotonic_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void timer_wheel_init(struct timer_wheel *w, uint64_t now_ms)

@@ -36,6 +36,8 @@ static inline bool timer_armed(const struct timer *t)
 /* Fires every timer due at now_ms, in no particular order. A callback may arm or cancel timers. */
 void timer_wheel_advance(struct timer_wheel *w, uint64_t now_ms);
 
+/* The monotonic clock, in milliseconds (the wheel's unit) and nanoseconds (request timings). */
 uint64_t monotonic_ms(void);
+uint64_t now_ns(void);
 
 #endif

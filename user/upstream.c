@@ -1,164 +1,138 @@
-/* upstream.c — per-worker connections to upstream targets: target choice, keep-alive pools (LIFO,
- * bounded by `keepalive`), connect through the ring with a connect timeout, and closing pooled
- * connections that the upstream closed. */
+/* upstream.c — per-worker connections to upstream targets: pools keyed by address (LIFO, bounded by
+ * `keepalive`), a free list of connection structures, target choice through a snapshot's view,
+ * connect through the ring with a connect timeout, and closing pooled connections that the
+ * upstream closed. */
 #include "upstream.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy.h"
-#include "worker.h"
+#include "log.h"
+#include "transport.h"
 
-int upstream_pools_init(struct worker *w)
+void upstream_pools_init(struct upstream_pools *p, struct loop *l)
 {
-	const struct rw_config *cfg = w->cfg;
-	w->pools = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof *w->pools);
-	w->rr = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof *w->rr);
-	if (!w->pools || !w->rr)
+	memset(p, 0, sizeof *p);
+	p->loop = l;
+}
+
+void upstream_pools_destroy(struct upstream_pools *p)
+{
+	while (p->list) {
+		struct target_pool *pool = p->list;
+		p->list = pool->next;
+		for (struct upconn *u = pool->idle, *next; u; u = next) {
+			next = u->next;
+			close(u->s.fd);
+			segq_clear(&p->loop->bufs, &u->s.in);
+			free(u->s.sc);
+			free(u);
+		}
+		free(pool);
+	}
+	while (p->free) {
+		struct upconn *u = p->free;
+		p->free = u->next;
+		free(u);
+	}
+}
+
+static bool same_address(const struct target_pool *pool, const struct rw_sockaddr *a)
+{
+	return pool->addrlen == a->addrlen && memcmp(&pool->addr, &a->addr, a->addrlen) == 0;
+}
+
+static struct target_pool *pool_for(struct upstream_pools *p, const struct rw_sockaddr *a)
+{
+	for (struct target_pool *pool = p->list; pool; pool = pool->next)
+		if (same_address(pool, a))
+			return pool;
+	struct target_pool *pool = calloc(1, sizeof *pool);
+	if (!pool)
+		return NULL;
+	memcpy(&pool->addr, &a->addr, a->addrlen);
+	pool->addrlen = a->addrlen;
+	snprintf(pool->text, sizeof pool->text, "%s", a->text);
+	pool->next = p->list;
+	p->list = pool;
+	return pool;
+}
+
+int upstream_view_build(struct upstream_view *v, struct upstream_pools *p, const struct rw_config *cfg,
+			unsigned worker_id)
+{
+	memset(v, 0, sizeof *v);
+	uint32_t n = cfg->nupstreams;
+	v->pools = calloc(n ? n : 1, sizeof *v->pools);
+	v->rr = calloc(n ? n : 1, sizeof *v->rr);
+	if (!v->pools || !v->rr) {
+		upstream_view_free(v);
 		return -1;
-	for (uint32_t i = 0; i < cfg->nupstreams; i++) {
+	}
+	v->nupstreams = n;
+	for (uint32_t i = 0; i < n; i++) {
 		const struct rw_upstream *up = &cfg->upstreams[i];
-		w->pools[i] = calloc(up->ntargets, sizeof *w->pools[i]);
-		if (!w->pools[i])
+		v->pools[i] = calloc(up->ntargets, sizeof *v->pools[i]);
+		if (!v->pools[i]) {
+			upstream_view_free(v);
 			return -1;
-		for (uint32_t t = 0; t < up->ntargets; t++)
-			w->pools[i][t].max_idle = up->keepalive;
+		}
+		for (uint32_t t = 0; t < up->ntargets; t++) {
+			struct target_pool *pool = pool_for(p, &up->targets[t]);
+			if (!pool) {
+				upstream_view_free(v);
+				return -1;
+			}
+			pool->max_idle = up->keepalive;
+			v->pools[i][t] = pool;
+		}
 		/* workers start at different targets so that round robin spreads from the start */
-		w->rr[i] = w->id % up->ntargets;
+		v->rr[i] = worker_id % up->ntargets;
 	}
 	return 0;
 }
 
-void upstream_pools_destroy(struct worker *w)
+void upstream_view_free(struct upstream_view *v)
 {
-	if (!w->pools)
-		return;
-	for (uint32_t i = 0; i < w->cfg->nupstreams; i++) {
-		if (!w->pools[i])
-			continue;
-		for (uint32_t t = 0; t < w->cfg->upstreams[i].ntargets; t++) {
-			struct upconn *u = w->pools[i][t].idle;
-			while (u) {
-				struct upconn *next = u->next;
-				close(u->s.fd);
-				segq_clear(&w->bufs, &u->s.in);
-				free(u->s.sc);
-				free(u);
-				u = next;
-			}
-		}
-		free(w->pools[i]);
-	}
-	free(w->pools);
-	free(w->rr);
-	w->pools = NULL;
-	w->rr = NULL;
+	if (v->pools)
+		for (uint32_t i = 0; i < v->nupstreams; i++)
+			free(v->pools[i]);
+	free(v->pools);
+	free(v->rr);
+	memset(v, 0, sizeof *v);
 }
 
-static uint32_t pick_target(struct worker *w, const struct rw_upstream *up, int avoid)
+static uint32_t pick_target(struct upstream_pools *p, struct upstream_view *v,
+			    const struct rw_upstream *up, int avoid)
 {
 	uint32_t n = up->ntargets, t;
-	struct target_pool *pools = w->pools[up->index];
+	struct target_pool **pools = v->pools[up->index];
 	switch (up->balance) {
 	case BALANCE_RANDOM:
-		t = (uint32_t)rand() % n;
+		t = (uint32_t)(loop_random(p->loop) % n);
 		break;
 	case BALANCE_LEAST_CONN: {
-		uint32_t start = w->rr[up->index]++ % n;
+		uint32_t start = v->rr[up->index]++ % n;
 		t = start;
 		for (uint32_t k = 1; k < n; k++) {
 			uint32_t i = (start + k) % n;
-			if (pools[i].active < pools[t].active)
+			if (pools[i]->active < pools[t]->active)
 				t = i;
 		}
 		break;
 	}
 	default:
-		t = w->rr[up->index]++ % n;
+		t = v->rr[up->index]++ % n;
 		break;
 	}
 	if (n > 1 && (int)t == avoid)
 		t = (t + 1) % n;
 	return t;
-}
-
-static void upconn_timer_fired(struct timer *tm)
-{
-	struct upconn *u = container_of(tm, struct upconn, s.tm);
-	if (u->x)
-		proxy_on_upstream_timeout(u->x);
-	else
-		sock_close(u->w, &u->s);
-}
-
-void upconn_arm_timer(struct upconn *u, uint32_t ms)
-{
-	timer_arm(&u->w->wheel, &u->s.tm, ms, upconn_timer_fired);
-}
-
-static struct upconn *connect_new(struct worker *w, const struct rw_upstream *up,
-				  struct target_pool *pool, const struct rw_sockaddr *target,
-				  enum rw_reason *why)
-{
-	int fd = socket(target->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		log_error("upstream %s: socket: %s", target->text, strerror(errno));
-		*why = RW_UPSTREAM_UNAVAILABLE;
-		return NULL;
-	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct upconn *u = malloc(sizeof *u);
-	if (!u) {
-		close(fd);
-		*why = RW_UPSTREAM_UNAVAILABLE;
-		return NULL;
-	}
-	memset(u, 0, sizeof *u);
-	sock_init(&u->s, fd, SOCK_UPSTREAM);
-	u->w = w;
-	u->pool = pool;
-	u->target = target;
-	u->state = U_CONNECTING;
-	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&target->addr, target->addrlen);
-	io_uring_sqe_set_data64(sqe, UD(&u->s, OP_CONNECT));
-	u->s.inflight++;
-	upconn_arm_timer(u, up->connect_timeout_ms);
-	return u;
-}
-
-struct upconn *upstream_acquire(struct worker *w, const struct rw_upstream *up, int avoid,
-				bool fresh, enum rw_reason *why)
-{
-	uint32_t t = pick_target(w, up, avoid);
-	struct target_pool *pool = &w->pools[up->index][t];
-	struct upconn *u = fresh ? NULL : pool->idle;
-	if (u) {
-		pool->idle = u->next;
-		if (pool->idle)
-			pool->idle->prev = NULL;
-		pool->nidle--;
-		u->next = u->prev = NULL;
-		u->state = U_BUSY;
-		u->reused = true;
-	} else {
-		u = connect_new(w, up, pool, &up->targets[t], why);
-		if (!u)
-			return NULL;
-	}
-	pool->active++;
-	return u;
-}
-
-int upstream_target_index(const struct upconn *u, const struct rw_upstream *up)
-{
-	return (int)(u->target - up->targets);
 }
 
 static void pool_remove(struct upconn *u)
@@ -174,16 +148,177 @@ static void pool_remove(struct upconn *u)
 	pool->nidle--;
 }
 
+static void upconn_on_data(struct sock *s)
+{
+	struct upconn *u = (struct upconn *)s;
+	if (u->owner) {
+		u->owner_ops->data(u->owner);
+		return;
+	}
+	/* an idle pooled connection must stay silent */
+	log_warn("upstream %s sent %llu bytes on an idle connection: closing it", upconn_target(u),
+		 (unsigned long long)u->s.in.bytes);
+	pool_remove(u);
+	sock_close(u->pools->loop, &u->s);
+}
+
+static void upconn_on_eof(struct sock *s, int err)
+{
+	struct upconn *u = (struct upconn *)s;
+	u->s.eof = true;
+	if (u->owner) {
+		u->owner_ops->eof(u->owner, err);
+		return;
+	}
+	if (u->state == U_IDLE)
+		pool_remove(u);
+	sock_close(u->pools->loop, &u->s);
+}
+
+static void upconn_on_sent(struct sock *s)
+{
+	struct upconn *u = (struct upconn *)s;
+	if (u->owner)
+		u->owner_ops->drained(u->owner);
+}
+
+static void upconn_on_connected(struct sock *s, int res)
+{
+	struct upconn *u = (struct upconn *)s;
+	struct loop *l = u->pools->loop;
+	if (res < 0) {
+		upconn_on_eof(s, -res);
+		return;
+	}
+	u->s.connected = true;
+	u->state = U_BUSY;
+	if (u->owner)
+		u->owner_ops->connected(u->owner);
+	sock_arm_recv(l, &u->s);
+	sock_flush(l, &u->s);
+}
+
+static void upconn_on_splice(struct sock *s, bool is_in, int res)
+{
+	struct upconn *u = (struct upconn *)s;
+	if (u->owner)
+		u->owner_ops->splice(u->owner, is_in, res);
+}
+
+static void upconn_on_recv_stopped(struct sock *s)
+{
+	struct upconn *u = (struct upconn *)s;
+	if (u->owner)
+		u->owner_ops->recv_stopped(u->owner);
+}
+
+static void upconn_on_free(struct sock *s)
+{
+	struct upconn *u = (struct upconn *)s;
+	u->next = u->pools->free;
+	u->pools->free = u;
+}
+
+static const struct sock_ops upconn_sock_ops = {
+	.on_data = upconn_on_data,
+	.on_eof = upconn_on_eof,
+	.on_sent = upconn_on_sent,
+	.on_send_error = upconn_on_eof,
+	.on_connected = upconn_on_connected,
+	.on_splice = upconn_on_splice,
+	.on_recv_stopped = upconn_on_recv_stopped,
+	.on_free = upconn_on_free,
+};
+
+static void upconn_timer_fired(struct timer *tm)
+{
+	struct upconn *u = container_of(tm, struct upconn, s.tm);
+	if (u->owner)
+		u->owner_ops->timeout(u->owner);
+	else
+		sock_close(u->pools->loop, &u->s);
+}
+
+void upconn_arm_timer(struct upconn *u, uint32_t ms)
+{
+	timer_arm(&u->pools->loop->wheel, &u->s.tm, ms, upconn_timer_fired);
+}
+
+static struct upconn *connect_new(struct upstream_pools *p, const struct rw_upstream *up,
+				  struct target_pool *pool, enum rw_reason *why)
+{
+	int fd = socket(pool->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("upstream %s: socket: %s", pool->text, strerror(errno));
+		*why = RW_UPSTREAM_UNAVAILABLE;
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct upconn *u = p->free;
+	if (u)
+		p->free = u->next;
+	else if (!(u = malloc(sizeof *u))) {
+		log_error("upstream %s: out of memory", pool->text);
+		close(fd);
+		*why = RW_UPSTREAM_UNAVAILABLE;
+		return NULL;
+	}
+	memset(u, 0, sizeof *u);
+	sock_init(&u->s, fd, BUF_GROUP_UPSTREAM, &upconn_sock_ops, &transport_plain);
+	u->pools = p;
+	u->pool = pool;
+	u->state = U_CONNECTING;
+	sock_connect(p->loop, &u->s, (const struct sockaddr *)&pool->addr, pool->addrlen);
+	upconn_arm_timer(u, up->connect_timeout_ms);
+	return u;
+}
+
+struct upconn *upstream_acquire(struct upstream_pools *p, struct upstream_view *v,
+				const struct rw_upstream *up, int avoid, bool fresh,
+				const struct upconn_owner_ops *ops, void *owner, enum rw_reason *why)
+{
+	uint32_t t = pick_target(p, v, up, avoid);
+	struct target_pool *pool = v->pools[up->index][t];
+	struct upconn *u = fresh ? NULL : pool->idle;
+	if (u) {
+		pool->idle = u->next;
+		if (pool->idle)
+			pool->idle->prev = NULL;
+		pool->nidle--;
+		u->next = u->prev = NULL;
+		u->state = U_BUSY;
+		u->reused = true;
+	} else if (!(u = connect_new(p, up, pool, why))) {
+		return NULL;
+	}
+	u->owner_ops = ops;
+	u->owner = owner;
+	pool->active++;
+	return u;
+}
+
+int upstream_target_index(const struct upconn *u, const struct upstream_view *v,
+			  const struct rw_upstream *up)
+{
+	for (uint32_t t = 0; t < up->ntargets; t++)
+		if (v->pools[up->index][t] == u->pool)
+			return (int)t;
+	return -1;
+}
+
 void upstream_release(struct upconn *u, bool reusable)
 {
-	struct worker *w = u->w;
+	struct upstream_pools *p = u->pools;
+	struct loop *l = p->loop;
 	struct target_pool *pool = u->pool;
-	u->x = NULL;
+	u->owner = NULL;
+	u->owner_ops = NULL;
 	pool->active--;
-	timer_cancel(&w->wheel, &u->s.tm);
-	if (!reusable || w->stopping || pool->nidle >= pool->max_idle || u->s.closing ||
+	timer_cancel(&l->wheel, &u->s.tm);
+	if (!reusable || p->stopping || pool->nidle >= pool->max_idle || u->s.closing ||
 	    u->s.eof || u->s.in.bytes || u->s.out.bytes) {
-		sock_close(w, &u->s);
+		sock_close(l, &u->s);
 		return;
 	}
 	u->state = U_IDLE;
@@ -193,60 +328,5 @@ void upstream_release(struct upconn *u, bool reusable)
 		pool->idle->prev = u;
 	pool->idle = u;
 	pool->nidle++;
-	sock_resume(w, &u->s); /* an armed recv tells us when the upstream closes it */
-}
-
-void upconn_on_connected(struct upconn *u, int res)
-{
-	struct worker *w = u->w;
-	if (res < 0) {
-		u->s.eof = true;
-		if (u->x)
-			proxy_on_upstream_eof(u->x, -res);
-		else
-			sock_close(w, &u->s);
-		return;
-	}
-	u->s.connected = true;
-	u->state = U_BUSY;
-	if (u->x)
-		proxy_on_upstream_connected(u->x);
-	sock_arm_recv(w, &u->s);
-	sock_flush(w, &u->s);
-}
-
-void upconn_on_data(struct upconn *u)
-{
-	if (u->x) {
-		proxy_on_upstream_data(u->x);
-		return;
-	}
-	/* an idle pooled connection must stay silent */
-	log_warn("upstream %s sent %llu bytes on an idle connection: closing it", u->target->text,
-		 (unsigned long long)u->s.in.bytes);
-	pool_remove(u);
-	sock_close(u->w, &u->s);
-}
-
-void upconn_on_eof(struct upconn *u, int err)
-{
-	u->s.eof = true;
-	if (u->x) {
-		proxy_on_upstream_eof(u->x, err);
-		return;
-	}
-	if (u->state == U_IDLE)
-		pool_remove(u);
-	sock_close(u->w, &u->s);
-}
-
-void upconn_on_sent(struct upconn *u)
-{
-	if (u->x)
-		proxy_on_upstream_drained(u->x);
-}
-
-void upconn_free(struct upconn *u)
-{
-	free(u);
+	sock_resume(l, &u->s); /* an armed recv tells us when the upstream closes it */
 }

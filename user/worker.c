@@ -1,6 +1,6 @@
-/* worker.c — the per-core event loop: ring set-up (with the fastest flags the kernel accepts),
- * listeners with multishot accept, the tick that drives the timer wheel, the wake-up used for
- * shutdown, and the dispatch of every completion to its socket's owner. */
+/* worker.c — a worker thread: ring set-up (with the fastest flags the kernel accepts), its
+ * listeners, the event loop, config snapshots (held per exchange, swapped through the mailbox),
+ * draining on shutdown, and starting and stopping the set of workers. */
 #include "worker.h"
 
 #include <errno.h>
@@ -13,34 +13,19 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
-#include "proxy.h"
+#include "exchange.h"
 #include "ring.h"
-#include "upstream.h"
-
-/* Two buffer groups, so that clients holding buffers can never stop upstream responses (which
- * free them) from being read. */
-#define RING_BUFS_CLIENT 512
-#define RING_BUFS_UPSTREAM 512
-#define RING_BUF_SIZE 16384
-
-struct io_uring_sqe *worker_sqe(struct worker *w)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-	while (!sqe) {
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
-}
+#include "sock.h"
 
 /* Opens the ring in the fastest mode the kernel accepts; logs which (worker 0 only). */
 static int ring_setup(struct worker *w)
 {
 	unsigned features = 0;
-	int mode = ring_open(&w->ring, &features);
+	int mode = ring_open(&w->loop.ring, &features);
 	if (mode < 0) {
 		log_error("io_uring_queue_init failed: %s", strerror(-mode));
 		return mode;
@@ -51,6 +36,30 @@ static int ring_setup(struct worker *w)
 			 mode ? " — this kernel lacks the faster flags" : "");
 	}
 	return 0;
+}
+
+/* The operations the data plane needs, and splice, which it can do without. */
+static int probe_ops(struct worker *w)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&w->loop.ring);
+	if (!p) {
+		log_error("io_uring: this kernel cannot list its operations (Linux 5.19 or later needed)");
+		return -1;
+	}
+	int ret = 0;
+	size_t n;
+	const struct ring_op *ops = ring_ops(&n);
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].needed && !io_uring_opcode_supported(p, ops[i].op)) {
+			log_error("io_uring: this kernel lacks the %s operation (Linux 5.19 or later needed)",
+				  ops[i].name);
+			ret = -1;
+		}
+	w->loop.can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
+	if (!w->loop.can_splice && w->id == 0)
+		log_warn("io_uring: no splice operation: large bodies go through the buffer ring");
+	io_uring_free_probe(p);
+	return ret;
 }
 
 static int listen_socket(const struct rw_sockaddr *a)
@@ -74,340 +83,218 @@ static int listen_socket(const struct rw_sockaddr *a)
 	return fd;
 }
 
-static void arm_accept(struct worker *w, struct listener *l)
+static void on_accept(struct listener *li, int fd)
 {
-	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	io_uring_sqe_set_data64(sqe, UD(l, OP_ACCEPT));
-	l->armed = true;
+	struct worker *w = li->owner;
+	uint32_t max = worker_cfg(w)->limits.max_connections;
+	if (w->stopping || w->nclients >= max) {
+		if (!w->stopping)
+			log_warn("max_connections (%u) reached: connection refused", max);
+		close(fd);
+		return;
+	}
+	client_accepted(w, li->index, fd);
 }
 
-static void arm_tick(struct worker *w)
+/* ---- snapshots ------------------------------------------------------------------------------ */
+
+static bool same_address(const struct worker_listener *wl, const struct rw_sockaddr *a)
 {
-	w->tick_ts.tv_sec = 0;
-	w->tick_ts.tv_nsec = TIMER_TICK_MS * 1000000L;
-	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, UD(w, OP_TICK));
+	return wl->addrlen == a->addrlen && memcmp(&wl->addr, &a->addr, a->addrlen) == 0;
+}
+
+static void wsnap_free(struct wsnap *s)
+{
+	upstream_view_free(&s->ups);
+	free(s->listener_fe);
+	config_unref(s->cfg);
+	free(s);
+}
+
+/* What cfg means on this worker: its upstreams over the worker's pools, and the frontend of each
+ * listener (by address). Takes over the reference on cfg. NULL when out of memory. */
+static struct wsnap *wsnap_new(struct worker *w, struct rw_config *cfg)
+{
+	struct wsnap *s = calloc(1, sizeof *s);
+	if (s)
+		s->listener_fe = calloc(w->nlisteners ? w->nlisteners : 1, sizeof *s->listener_fe);
+	if (!s || !s->listener_fe || upstream_view_build(&s->ups, &w->pools, cfg, w->id)) {
+		if (s)
+			free(s->listener_fe);
+		free(s);
+		config_unref(cfg);
+		return NULL;
+	}
+	s->cfg = cfg;
+	s->users = 1;
+	for (uint32_t i = 0; i < w->nlisteners; i++)
+		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
+			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
+				if (same_address(&w->listeners[i], &cfg->frontends[f].listens[k]))
+					s->listener_fe[i] = &cfg->frontends[f];
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
+			bool open = false;
+			for (uint32_t i = 0; i < w->nlisteners; i++)
+				open |= same_address(&w->listeners[i], &cfg->frontends[f].listens[k]);
+			if (!open && w->id == 0)
+				log_warn("frontend %s: %s is not listened on (new listen addresses need a "
+					 "restart)", cfg->frontends[f].name, cfg->frontends[f].listens[k].text);
+		}
+	return s;
+}
+
+struct wsnap *worker_snap_hold(struct worker *w)
+{
+	w->snap->users++;
+	return w->snap;
+}
+
+void worker_snap_release(struct worker *w, struct wsnap *s)
+{
+	if (--s->users == 0)
+		wsnap_free(s);
+}
+
+/* A snapshot from the mailbox becomes the current one. */
+static void adopt_snapshot(struct worker *w)
+{
+	struct rw_config *cfg = atomic_exchange(&w->mailbox, NULL);
+	if (!cfg)
+		return;
+	struct wsnap *s = wsnap_new(w, cfg);
+	if (!s) {
+		log_error("out of memory taking the new configuration: keeping the running one");
+		return;
+	}
+	struct wsnap *old = w->snap;
+	w->snap = s;
+	worker_snap_release(w, old);
+	log_info("configuration %s in use", cfg->path ? cfg->path : "");
+}
+
+static void arm_wake(struct worker *w);
+
+static void on_wake(struct loop_task *t, struct io_uring_cqe *cqe)
+{
+	struct worker *w = container_of(t, struct worker, wake_task);
+	adopt_snapshot(w);
+	if (!atomic_load(&w->stop_requested))
+		arm_wake(w);
 }
 
 static void arm_wake(struct worker *w)
 {
-	struct io_uring_sqe *sqe = worker_sqe(w);
+	struct io_uring_sqe *sqe = loop_sqe(&w->loop);
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof w->wake_val, 0);
-	io_uring_sqe_set_data64(sqe, UD(w, OP_WAKE));
+	io_uring_sqe_set_data64(sqe, UD(&w->wake_task, OP_TASK));
 }
 
-/* The operations the data plane needs, and splice, which it can do without. */
-static int probe_ops(struct worker *w)
-{
-	struct io_uring_probe *p = io_uring_get_probe_ring(&w->ring);
-	if (!p) {
-		log_error("io_uring: this kernel cannot list its operations (Linux 5.19 or later needed)");
-		return -1;
-	}
-	int ret = 0;
-	size_t n;
-	const struct ring_op *ops = ring_ops(&n);
-	for (size_t i = 0; i < n; i++)
-		if (ops[i].needed && !io_uring_opcode_supported(p, ops[i].op)) {
-			log_error("io_uring: this kernel lacks the %s operation (Linux 5.19 or later needed)",
-				  ops[i].name);
-			ret = -1;
-		}
-	w->can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
-	if (!w->can_splice && w->id == 0)
-		log_warn("io_uring: no splice operation: large bodies go through the buffer ring");
-	io_uring_free_probe(p);
-	return ret;
-}
+/* ---- set-up ---------------------------------------------------------------------------------- */
 
-static int worker_setup(struct worker *w)
+static int open_listeners(struct worker *w, const struct rw_config *cfg)
 {
-	if (ring_setup(w) || probe_ops(w))
-		return -1;
-	uint32_t heap = w->cfg->limits.max_header_bytes + RING_BUF_SIZE + 4096;
-	int ret = bufs_init(&w->bufs, &w->ring, RING_BUFS_CLIENT, RING_BUFS_UPSTREAM, RING_BUF_SIZE, heap);
-	if (ret) {
-		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
-			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
-		return -1;
-	}
-	timer_wheel_init(&w->wheel, monotonic_ms());
-	if (upstream_pools_init(w))
-		return -1;
-	w->alog.fd = -1;
-	if (w->cfg->access_log == ACCESS_LOG_STDERR)
-		w->alog.fd = STDERR_FILENO;
-	else if (w->cfg->access_log == ACCESS_LOG_FILE) {
-		w->alog.fd = open(w->cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (w->alog.fd < 0) {
-			log_error("access_log %s: %s", w->cfg->access_log_path, strerror(errno));
-			return -1;
-		}
-	}
-	w->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (w->wake_fd < 0)
-		return -1;
 	uint32_t n = 0;
-	for (uint32_t f = 0; f < w->cfg->nfrontends; f++)
-		n += w->cfg->frontends[f].nlistens;
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		n += cfg->frontends[f].nlistens;
 	w->listeners = calloc(n ? n : 1, sizeof *w->listeners);
 	if (!w->listeners)
 		return -1;
-	for (uint32_t f = 0; f < w->cfg->nfrontends; f++) {
-		const struct rw_frontend *fe = &w->cfg->frontends[f];
+	for (uint32_t f = 0; f < cfg->nfrontends; f++) {
+		const struct rw_frontend *fe = &cfg->frontends[f];
 		for (uint32_t i = 0; i < fe->nlistens; i++) {
 			int fd = listen_socket(&fe->listens[i]);
 			if (fd < 0) {
 				log_error("listen %s: %s", fe->listens[i].text, strerror(-fd));
 				return -1;
 			}
-			struct listener *l = &w->listeners[w->nlisteners++];
-			*l = (struct listener){ .fd = fd, .w = w, .fe = fe };
+			struct worker_listener *wl = &w->listeners[w->nlisteners];
+			wl->li = (struct listener){ .fd = fd, .on_accept = on_accept, .loop = &w->loop,
+						    .owner = w, .index = w->nlisteners };
+			memcpy(&wl->addr, &fe->listens[i].addr, fe->listens[i].addrlen);
+			wl->addrlen = fe->listens[i].addrlen;
+			snprintf(wl->text, sizeof wl->text, "%s", fe->listens[i].text);
+			w->nlisteners++;
 		}
 	}
 	return 0;
 }
 
-/* Out of descriptors or memory: stop accepting until the next tick (the connection stays in the
- * backlog, so accepting again at once would fail again at once), and say so once a second. */
-static void accept_backoff(struct worker *w, struct listener *l, struct io_uring_cqe *cqe)
+static int open_access_log(struct worker *w, const struct rw_config *cfg)
 {
-	uint64_t now = monotonic_ms();
-	if (now - w->accept_warned_ms >= 1000) {
-		log_warn("accept: %s: pausing accepts", strerror(-cqe->res));
-		w->accept_warned_ms = now;
-	}
-	l->backoff = true;
-	if (cqe->flags & IORING_CQE_F_MORE) {
-		struct io_uring_sqe *sqe = worker_sqe(w);
-		io_uring_prep_cancel64(sqe, UD(l, OP_ACCEPT), 0);
-		io_uring_sqe_set_data64(sqe, 0);
-	}
-}
-
-static void on_accept(struct worker *w, struct listener *l, struct io_uring_cqe *cqe)
-{
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		l->armed = false;
-	if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
-	    cqe->res == -ENOMEM) {
-		accept_backoff(w, l, cqe);
-		return;
-	}
-	if (cqe->res >= 0) {
-		if (w->stopping || w->nclients >= w->cfg->limits.max_connections) {
-			if (!w->stopping)
-				log_warn("max_connections (%u) reached: connection refused",
-					 w->cfg->limits.max_connections);
-			close(cqe->res);
-		} else {
-			client_accepted(w, l, cqe->res);
+	w->alog.fd = -1;
+	if (cfg->access_log == ACCESS_LOG_STDERR)
+		w->alog.fd = STDERR_FILENO;
+	else if (cfg->access_log == ACCESS_LOG_FILE) {
+		w->alog.fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (w->alog.fd < 0) {
+			log_error("access_log %s: %s", cfg->access_log_path, strerror(errno));
+			return -1;
 		}
-	} else if (cqe->res != -ECANCELED) {
-		log_warn("accept: %s", strerror(-cqe->res));
 	}
-	if (!l->armed && !w->stopping && l->fd >= 0 && !l->backoff)
-		arm_accept(w, l);
+	return 0;
 }
 
-static void starve(struct worker *w, struct sock *s)
+/* Ring, buffers, pools, access log, wake-up, listeners, then the first snapshot (cfg's reference
+ * is the worker's from here on, whatever happens). */
+static int worker_setup(struct worker *w, struct rw_config *cfg)
 {
-	if (s->starved)
-		return;
-	s->starved = true;
-	s->list_next = w->starved;
-	w->starved = s;
+	upstream_pools_init(&w->pools, &w->loop);
+	if (ring_setup(w) || probe_ops(w)) {
+		config_unref(cfg);
+		return -1;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int ret = loop_init(&w->loop, cfg->limits.max_header_bytes,
+			    (uint64_t)ts.tv_nsec ^ ((uint64_t)(w->id + 1) << 32));
+	if (ret) {
+		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
+			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
+		config_unref(cfg);
+		return -1;
+	}
+	w->wake_task.fn = on_wake;
+	w->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (open_access_log(w, cfg) || w->wake_fd < 0 || open_listeners(w, cfg)) {
+		config_unref(cfg);
+		return -1;
+	}
+	w->snap = wsnap_new(w, cfg);
+	return w->snap ? 0 : -1;
 }
 
-static void sock_on_recv(struct worker *w, struct sock *s, struct io_uring_cqe *cqe)
+/* ---- running and draining -------------------------------------------------------------------- */
+
+#define DRAIN_GRACE_MS 2000
+
+static void drain_gave_up(struct timer *t)
 {
-	bool ended = !(cqe->flags & IORING_CQE_F_MORE);
-	if (ended) {
-		s->recv_armed = false;
-		s->inflight--;
-	}
-	int res = cqe->res;
-	if (res > 0) {
-		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		buf_took_from_ring(&w->bufs, bid);
-		if (s->closing || s->eof) {
-			buf_unref(&w->bufs, bid);
-			return;
-		}
-		segq_push(&w->bufs, &s->in, bid, 0, (uint32_t)res);
-		if (s->kind == SOCK_CLIENT)
-			client_on_data((struct client *)s);
-		else
-			upconn_on_data((struct upconn *)s);
-	} else if (res != -ENOBUFS && res != -ECANCELED && !s->closing && !s->eof) {
-		s->eof = true; /* end of stream, or an error that ends it */
-		int err = res == 0 ? 0 : -res;
-		if (s->kind == SOCK_CLIENT)
-			client_on_eof((struct client *)s, err);
-		else
-			upconn_on_eof((struct upconn *)s, err);
-		return;
-	}
-	if (!ended || s->recv_armed || s->closing || s->eof)
-		return;
-	if (s->paused)
-		proxy_on_recv_stopped(s); /* a splice may be waiting for the recv to stop */
-	else if (res == -ENOBUFS)
-		starve(w, s); /* re-armed when buffers come back */
-	else
-		sock_arm_recv(w, s);
+	struct worker *w = container_of(t, struct worker, drain_tm);
+	log_error("%u sockets still have operations in flight: stopping anyway", w->loop.nclosing);
+	w->gave_up = true;
 }
 
-static void sock_on_send(struct worker *w, struct sock *s, int res)
+static void drain_expired(struct timer *t)
 {
-	s->send_busy = false;
-	s->inflight--;
-	if (s->closing)
-		return;
-	if (res < 0) {
-		segq_clear(&w->bufs, &s->out);
-		if (s->kind == SOCK_CLIENT)
-			client_on_send_error((struct client *)s, -res);
-		else
-			upconn_on_eof((struct upconn *)s, -res);
-		return;
-	}
-	segq_consume(&w->bufs, &s->out, (uint64_t)res);
-	if (s->out.bytes == 0 && s->sc) { /* an idle socket holds no send context */
-		s->sc->next_free = w->free_sc;
-		w->free_sc = s->sc;
-		s->sc = NULL;
-	}
-	sock_flush(w, s);
-	if (s->kind == SOCK_CLIENT)
-		client_on_sent((struct client *)s);
-	else
-		upconn_on_sent((struct upconn *)s);
-}
-
-static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
-{
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	void *ptr = (void *)(uintptr_t)(ud & ~OP_MASK);
-	struct sock *s = ptr;
-	switch (ud & OP_MASK) {
-	case OP_ACCEPT:
-		on_accept(w, ptr, cqe);
-		return;
-	case OP_TICK:
-		timer_wheel_advance(&w->wheel, monotonic_ms());
-		for (uint32_t i = 0; i < w->nlisteners; i++) {
-			struct listener *l = &w->listeners[i];
-			if (l->backoff && !l->armed && !w->stopping && l->fd >= 0) {
-				l->backoff = false;
-				arm_accept(w, l);
-			}
-		}
-		if (!w->stopping || w->nclients || w->nclosing)
-			arm_tick(w);
-		return;
-	case OP_WAKE:
-		return; /* the loop looks at stop_requested */
-	case OP_RECV:
-		sock_on_recv(w, s, cqe);
-		break;
-	case OP_SEND:
-		sock_on_send(w, s, cqe->res);
-		break;
-	case OP_CONNECT:
-		s->inflight--;
-		if (!s->closing)
-			upconn_on_connected((struct upconn *)s, cqe->res);
-		break;
-	case OP_CANCEL:
-		s->inflight--;
-		break;
-	case OP_SPLICE_POLL:
-		s->inflight--;
-		break;
-	case OP_SPLICE_IN:
-	case OP_SPLICE_OUT: {
-		bool is_in = (ud & OP_MASK) == OP_SPLICE_IN;
-		s->inflight--;
-		if (splice_op_finished(w, s, is_in) && !s->closing)
-			proxy_on_splice(s, is_in, cqe->res);
-		break;
-	}
-	default:
-		return;
-	}
-	sock_release_if_idle(w, s);
-}
-
-/* Frees the sockets closed in this loop turn. Their descriptors are closed through the ring (one
- * syscall fewer per connection: the close rides on the next submit) while the loop runs, directly
- * once it has ended. */
-static void free_closed(struct worker *w, bool by_ring)
-{
-	while (w->closed) {
-		struct sock *s = w->closed;
-		w->closed = s->list_next;
-		w->nclosing--;
-		if (s->fd >= 0 && by_ring) {
-			struct io_uring_sqe *sqe = worker_sqe(w);
-			io_uring_prep_close(sqe, s->fd);
-			io_uring_sqe_set_data64(sqe, 0); /* its completion needs nothing */
-		} else if (s->fd >= 0) {
-			close(s->fd);
-		}
-		s->fd = -1;
-		segq_clear(&w->bufs, &s->in);
-		segq_clear(&w->bufs, &s->out);
-		if (s->sc) {
-			s->sc->next_free = w->free_sc;
-			w->free_sc = s->sc;
-			s->sc = NULL;
-		}
-		if (s->kind == SOCK_CLIENT)
-			client_free((struct client *)s);
-		else
-			upconn_free((struct upconn *)s);
-	}
-}
-
-/* Sockets whose recv ended for want of buffers are re-armed once their group has some again. */
-static void rearm_starved(struct worker *w)
-{
-	struct sock **pp = &w->starved;
-	while (*pp) {
-		struct sock *s = *pp;
-		if (w->bufs.ring_free[sock_buf_group(s)] < 8) {
-			pp = &s->list_next;
-			continue;
-		}
-		*pp = s->list_next;
-		s->starved = false;
-		sock_arm_recv(w, s);
-	}
+	struct worker *w = container_of(t, struct worker, drain_tm);
+	log_warn("drain timeout: closing %u connections", w->nclients);
+	for (struct client *c = w->clients; c; c = c->next)
+		client_close(c);
+	timer_arm(&w->loop.wheel, &w->drain_tm, DRAIN_GRACE_MS, drain_gave_up);
 }
 
 static void begin_drain(struct worker *w)
 {
 	w->stopping = true;
-	w->drain_deadline_ms = monotonic_ms() + w->cfg->drain_timeout_ms;
-	for (uint32_t i = 0; i < w->nlisteners; i++) {
-		/* shutdown ends the multishot accept (close alone would not: the ring holds the file) */
-		shutdown(w->listeners[i].fd, SHUT_RDWR);
-		close(w->listeners[i].fd);
-		w->listeners[i].fd = -1;
-	}
+	w->pools.stopping = true;
+	for (uint32_t i = 0; i < w->nlisteners; i++)
+		listener_stop(&w->loop, &w->listeners[i].li);
+	timer_arm(&w->loop.wheel, &w->drain_tm, worker_cfg(w)->drain_timeout_ms, drain_expired);
 	for (struct client *c = w->clients, *next; c; c = next) {
 		next = c->next;
 		client_drain(c);
 	}
-}
-
-static void force_close_all(struct worker *w)
-{
-	for (struct client *c = w->clients; c; c = c->next)
-		client_close(c);
 }
 
 static void *worker_main(void *arg)
@@ -425,7 +312,7 @@ static void *worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 	}
 	/* the ring is created here: with SINGLE_ISSUER only its creator thread may submit */
-	w->start_error = worker_setup(w);
+	w->start_error = worker_setup(w, atomic_exchange(&w->mailbox, NULL));
 	struct start_gate *g = w->gate;
 	pthread_mutex_lock(&g->lock);
 	g->ready++;
@@ -436,66 +323,35 @@ static void *worker_main(void *arg)
 	if (w->start_error || atomic_load(&w->stop_requested))
 		return NULL;
 	for (uint32_t i = 0; i < w->nlisteners; i++)
-		arm_accept(w, &w->listeners[i]);
-	arm_tick(w);
+		listener_arm(&w->loop, &w->listeners[i].li);
 	arm_wake(w);
-	bool forced = false;
 	for (;;) {
 		if (!w->stopping && atomic_load(&w->stop_requested))
 			begin_drain(w);
-		if (w->stopping) {
-			/* done when no client is left and every closed socket's operations have ended */
-			if (w->nclients == 0 && w->nclosing == 0)
-				break;
-			uint64_t now = monotonic_ms();
-			if (!forced && now >= w->drain_deadline_ms) {
-				log_warn("drain timeout: closing %u connections", w->nclients);
-				force_close_all(w);
-				forced = true;
-			}
-			if (forced && now >= w->drain_deadline_ms + 2000) {
-				log_error("%u sockets still have operations in flight: stopping anyway",
-					  w->nclosing);
-				break;
-			}
-		}
-		int ret = io_uring_submit_and_wait(&w->ring, 1);
-		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {
+		/* done when no client is left and every closed socket's operations have ended */
+		if (w->stopping && ((w->nclients == 0 && w->loop.nclosing == 0) || w->gave_up))
+			break;
+		int ret = loop_run_once(&w->loop);
+		if (ret < 0) {
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 			break;
 		}
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&w->ring, head, cqe)
-		{
-			dispatch(w, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(&w->ring, seen);
-		free_closed(w, true);
-		rearm_starved(w);
 		if (w->alog.len)
 			access_log_flush(&w->alog);
 	}
-	io_uring_submit(&w->ring); /* the closes queued in the last turn */
+	loop_flush_closes(&w->loop);
 	access_log_flush(&w->alog);
 	return NULL;
 }
 
 static void worker_destroy(struct worker *w)
 {
+	sock_free_closed(&w->loop, false); /* before the pools their connections go back to */
 	for (uint32_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].fd >= 0)
-			close(w->listeners[i].fd);
+		if (w->listeners[i].li.fd >= 0)
+			close(w->listeners[i].li.fd);
 	free(w->listeners);
-	upstream_pools_destroy(w);
-	free_closed(w, false);
-	splice_pool_destroy(w);
-	while (w->free_sc) {
-		struct sendctx *sc = w->free_sc;
-		w->free_sc = sc->next_free;
-		free(sc);
-	}
+	upstream_pools_destroy(&w->pools);
 	while (w->free_clients) {
 		struct client *c = w->free_clients;
 		w->free_clients = c->next;
@@ -506,9 +362,12 @@ static void worker_destroy(struct worker *w)
 		w->free_exchanges = x->next_free;
 		free(x);
 	}
-	if (w->ring.ring_fd > 0)
-		io_uring_queue_exit(&w->ring);
-	bufs_destroy(&w->bufs);
+	loop_destroy(&w->loop);
+	if (w->snap)
+		worker_snap_release(w, w->snap);
+	struct rw_config *pending = atomic_exchange(&w->mailbox, NULL);
+	if (pending)
+		config_unref(pending);
 	if (w->alog.fd > STDERR_FILENO)
 		close(w->alog.fd);
 	if (w->wake_fd > 0)
@@ -532,7 +391,6 @@ static void join_all(struct worker_set *ws)
 	for (unsigned i = 0; i < ws->n; i++) {
 		pthread_join(ws->workers[i].thread, NULL);
 		worker_destroy(&ws->workers[i]);
-		config_unref(ws->workers[i].cfg);
 	}
 	free(ws->workers);
 	ws->workers = NULL;
@@ -578,12 +436,12 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		struct worker *w = &ws->workers[i];
 		w->id = i;
 		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
-		w->cfg = config_ref(cfg);
+		w->mailbox = config_ref(cfg); /* the first snapshot comes like every later one */
 		w->wake_fd = -1;
 		w->gate = &ws->gate;
 		if (pthread_create(&w->thread, NULL, worker_main, w)) {
 			log_error("cannot start worker %u", i);
-			config_unref(w->cfg);
+			config_unref(atomic_exchange(&w->mailbox, NULL));
 			ok = false;
 			break;
 		}
@@ -600,13 +458,28 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	return 0;
 }
 
+static void wake(struct worker *w)
+{
+	uint64_t one = 1;
+	ssize_t wr = write(w->wake_fd, &one, sizeof one);
+	(void)wr;
+}
+
+void workers_swap(struct worker_set *ws, struct rw_config *cfg)
+{
+	for (unsigned i = 0; i < ws->n; i++) {
+		struct rw_config *old = atomic_exchange(&ws->workers[i].mailbox, config_ref(cfg));
+		if (old) /* a snapshot the worker had not taken yet: the newer one wins */
+			config_unref(old);
+		wake(&ws->workers[i]);
+	}
+}
+
 void workers_stop(struct worker_set *ws)
 {
 	for (unsigned i = 0; i < ws->n; i++) {
 		atomic_store(&ws->workers[i].stop_requested, true);
-		uint64_t one = 1;
-		ssize_t wr = write(ws->workers[i].wake_fd, &one, sizeof one);
-		(void)wr;
+		wake(&ws->workers[i]);
 	}
 	join_all(ws);
 }

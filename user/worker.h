@@ -1,72 +1,70 @@
-/* worker.h — one pinned thread per core with its own io_uring, buffer ring, listeners (one
- * SO_REUSEPORT socket per listen address), timer wheel, upstream pools and access-log buffer.
- * Nothing here is shared between workers except the immutable config snapshot. */
+/* worker.h — one pinned thread per core: its event loop (loop.h: ring, buffers, timers), its
+ * listeners (one SO_REUSEPORT socket per listen address, keyed by address), its client
+ * connections, upstream pools (keyed by target address) and access-log buffer, and its hold on
+ * config snapshots. Nothing here is shared between workers except the immutable snapshots, which
+ * a worker is handed through a mailbox on its wake-up eventfd. */
 #ifndef RINGWAY_WORKER_H
 #define RINGWAY_WORKER_H
 
-#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
-#include "sock.h"
-#include "timer.h"
+#include "loop.h"
+#include "upstream.h"
 
 struct client;
+struct exchange;
 struct start_gate;
-struct upconn;
-struct target_pool;
 
-struct listener {
-	int fd;
-	bool armed;
-	bool backoff; /* accepting paused until the next tick */
-	struct worker *w;
-	const struct rw_frontend *fe;
+/* A worker's hold on one config snapshot: what the snapshot's names mean on this worker. An
+ * exchange holds the wsnap it started on; the worker frees it once no exchange uses it and it is
+ * not the current one. Counted by the worker alone: no atomics per request. */
+struct wsnap {
+	struct rw_config *cfg;
+	uint32_t users;                     /* exchanges on it, + 1 while it is current */
+	struct upstream_view ups;           /* its upstreams over the worker's pools */
+	const struct rw_frontend **listener_fe; /* per listener of the worker: its frontend, or NULL */
+};
+
+/* A listening socket and the address it is keyed by. */
+struct worker_listener {
+	struct listener li;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char text[64];
 } RING_ALIGNED;
 
 struct worker {
+	struct loop loop;
 	unsigned id;
 	int cpu; /* -1: not pinned */
 	pthread_t thread;
-	struct io_uring ring;
-	bool can_splice;     /* the kernel has IORING_OP_SPLICE */
-	struct bufs bufs;
-	struct timer_wheel wheel;
-	struct rw_config *cfg; /* the snapshot: the worker's reference keeps it alive for every exchange
-			       * it runs (routes and upstreams point into it), without an atomic per request */
-	struct listener *listeners;
+	struct wsnap *snap;          /* the current snapshot */
+	_Atomic(struct rw_config *) mailbox; /* a new snapshot handed over by workers_swap */
+	struct worker_listener *listeners;
 	uint32_t nlisteners;
-	struct target_pool **pools; /* [upstream index][target index] */
-	uint32_t *rr;               /* round-robin position per upstream */
+	struct upstream_pools pools;
 	struct access_log alog;
 	int wake_fd;
 	uint64_t wake_val;
-	struct __kernel_timespec tick_ts;
+	struct loop_task wake_task;
 	atomic_bool stop_requested;
 	bool stopping;
-	uint64_t drain_deadline_ms;
+	bool gave_up;                /* drained past the deadline and the grace: stop anyway */
+	struct timer drain_tm;
 	uint32_t nclients;
-	uint32_t nclosing;           /* sockets closed, waiting for their operations to end */
-	uint64_t accept_warned_ms;
 	struct client *clients;      /* every open client connection */
-	struct sock *starved;        /* sockets waiting for ring buffers */
-	struct sock *closed;         /* sockets to free at the end of this loop turn */
-	struct sendctx *free_sc;
 	struct client *free_clients;
 	struct exchange *free_exchanges;
 	struct http_request req;     /* scratch for the head being parsed */
 	struct http_response resp;
 	int start_error;             /* set when setup failed */
 	struct start_gate *gate;     /* start-up rendezvous with the main thread */
-	struct spipe *free_pipes;    /* pooled pipes for splice */
-	uint32_t nfree_pipes;
-	uint32_t nsplices;           /* pipes in use (owned by a leg or waiting for completions) */
 } RING_ALIGNED;
 
 struct start_gate {
@@ -82,11 +80,21 @@ struct worker_set {
 	struct start_gate gate;
 };
 
-/* An SQE, submitting pending ones first when the SQ is full. Never NULL. */
-struct io_uring_sqe *worker_sqe(struct worker *w);
+static inline const struct rw_config *worker_cfg(const struct worker *w)
+{
+	return w->snap->cfg;
+}
+
+/* The current snapshot, counted for an exchange that starts on it. */
+struct wsnap *worker_snap_hold(struct worker *w);
+/* An exchange on s ended: s is freed when it was the last user of an old snapshot. */
+void worker_snap_release(struct worker *w, struct wsnap *s);
 
 /* Starts n workers on cfg (n = 0: one per available core). Returns 0, or -1 after logging why. */
 int workers_start(struct worker_set *ws, struct rw_config *cfg);
+/* Hands cfg to every worker: each takes it at its next wake-up for the exchanges that start from
+ * then on, and lets the old one go when its last exchange ends. */
+void workers_swap(struct worker_set *ws, struct rw_config *cfg);
 /* Asks every worker to drain and stop, and joins them. */
 void workers_stop(struct worker_set *ws);
 

@@ -1,0 +1,35 @@
+/* stage.h — policies as stages compiled per route. At config load each route becomes an ordered
+ * array of stages (today: the request-body limit; later auth, ACL, rate limit, transform); a
+ * request runs only its route's stages, then the route's handler (the proxy). Each stage has one
+ * entry point that continues, answers the request itself, or waits for an async result and later
+ * resumes the exchange with exchange_resume() or ends it with exchange_refuse(). */
+#ifndef RINGWAY_STAGE_H
+#define RINGWAY_STAGE_H
+
+#include <stdint.h>
+
+struct exchange;
+struct stage;
+struct rw_config;
+struct rw_route;
+
+enum stage_result {
+	STAGE_CONTINUE = 0, /* on to the next stage */
+	STAGE_ANSWERED,     /* the stage answered (or refused) the request: the exchange is over */
+	STAGE_WAIT,         /* the stage resumes the exchange later */
+};
+
+typedef enum stage_result stage_fn(struct exchange *x, const struct stage *st);
+
+struct stage {
+	const char *name; /* for logs */
+	stage_fn *run;
+	uint64_t arg;     /* the stage's compiled setting (a limit, an index into its module's table) */
+};
+
+/* Builds rt->stages from the route's policies and the snapshot's defaults. 0, or -1 when out of
+ * memory. */
+int stages_compile(struct rw_route *rt, const struct rw_config *cfg);
+void stages_free(struct rw_route *rt);
+
+#endif
