@@ -14,6 +14,7 @@
 #include "config.h"
 #include "http1.h"
 #include "router.h"
+#include "schema.h"
 
 static struct rw_config *load(const char *yaml, struct config_errors *errs)
 {
@@ -713,6 +714,46 @@ Test(config_errors, errors_argument_may_be_null)
 	struct rw_config *cfg = config_load_string("t.yaml", full_example, strlen(full_example), NULL);
 	cr_assert_not_null(cfg);
 	config_unref(cfg);
+}
+
+/* Every allocation of a load, failed in turn through the loader's fault-injection countdown
+ * (schema_fail_allocation): each load fails with the one out-of-memory line, none aborts, and
+ * what was built is freed (valgrind or ASan would see a leak). The valid example with an xdp
+ * section reaches the defaults, every section and the routers; the invalid one the error lines. */
+static void expect_out_of_memory_reported(const char *yaml, bool valid)
+{
+	for (unsigned n = 1;; n++) {
+		struct config_errors errs;
+		schema_fail_allocation = n;
+		struct rw_config *cfg = load(yaml, &errs);
+		bool injected = schema_fail_allocation == 0;
+		schema_fail_allocation = 0;
+		if (!injected) { /* all n - 1 allocations of a load have failed once */
+			cr_assert_gt(n, 10);
+			cr_assert_eq(cfg != NULL, valid);
+			cr_assert_eq(errs.count != 0, !valid);
+			config_errors_free(&errs);
+			config_unref(cfg);
+			return;
+		}
+		cr_assert_null(cfg, "allocation %u", n);
+		cr_assert_eq(errs.count, 1, "allocation %u", n);
+		cr_assert_str_eq(errs.lines[0], "t.yaml: out of memory while loading the configuration");
+		config_errors_free(&errs);
+	}
+}
+
+Test(config_errors, out_of_memory_is_an_error_line_not_an_abort)
+{
+	char *yaml;
+	cr_assert(asprintf(&yaml, "%sxdp:\n  interface: eth0\n  pin_path: /sys/fs/bpf/t\n"
+				  "  policies: [{cidr: 198.51.100.0/24, action: deny}]\n",
+			   full_example) > 0);
+	expect_out_of_memory_reported(yaml, true);
+	free(yaml);
+	expect_out_of_memory_reported("workers: x\nupstreams: {a: {targets: [\"1.2.3.4:5\"]}}\n"
+				      "frontends: [{name: f, listen: [\"1.2.3.4:6\"], routes: 7}]\n",
+				      false);
 }
 
 /* ------------------------------------------------------------------------------------------- */
