@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "error_lines.h"
 #include "http1.h"
 #include "router.h"
 #include "schema.h"
@@ -39,15 +40,7 @@ static void expect_errors(const char *yaml, const char *const *want, size_t nwan
 {
 	struct config_errors errs = { 0 };
 	struct rw_config *cfg = load(yaml, &errs);
-	bool same = errs.count == nwant;
-	for (size_t i = 0; same && i < nwant; i++)
-		same = strcmp(errs.lines[i], want[i]) == 0;
-	if (!same) {
-		for (size_t i = 0; i < nwant; i++)
-			cr_log_error("wanted: %s", want[i]);
-		for (uint32_t i = 0; i < errs.count; i++)
-			cr_log_error("got:    %s", errs.lines[i]);
-	}
+	bool same = same_error_lines(&errs, want, nwant);
 	cr_assert_null(cfg);
 	cr_assert(same, "error lines differ (see above)");
 	config_errors_free(&errs);

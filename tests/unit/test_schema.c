@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error_lines.h"
 #include "schema.h"
 
 enum color { RED, GREEN, BLUE };
@@ -90,15 +91,7 @@ static void expect_lines(const char *yaml, const char *const *want, size_t nwant
 	struct thing t;
 	struct config_errors errs;
 	bool ok = walk(yaml, &t, &errs);
-	bool same = errs.count == nwant;
-	for (size_t i = 0; same && i < nwant; i++)
-		same = !strcmp(errs.lines[i], want[i]);
-	if (!same) {
-		for (size_t i = 0; i < nwant; i++)
-			cr_log_error("wanted: %s", want[i]);
-		for (uint32_t i = 0; i < errs.count; i++)
-			cr_log_error("got:    %s", errs.lines[i]);
-	}
+	bool same = same_error_lines(&errs, want, nwant);
 	cr_assert_not(ok);
 	cr_assert(same, "error lines differ (see above)");
 	config_errors_free(&errs);
