@@ -47,6 +47,10 @@ int xdp_permitted(void);
 /* Whether path is on a bpf filesystem. */
 int xdp_is_bpffs(const char *path);
 
+/* The configuration's xdp section (xdp_config.c), listed in config.c's table of sections. */
+struct config_section;
+extern const struct config_section xdp_config_section;
+
 /* The running limiter of a gateway. */
 struct xdp_plane;
 

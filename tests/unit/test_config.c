@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "error_lines.h"
 #include "http1.h"
 #include "router.h"
+#include "schema.h"
 
 static struct rw_config *load(const char *yaml, struct config_errors *errs)
 {
@@ -38,15 +40,7 @@ static void expect_errors(const char *yaml, const char *const *want, size_t nwan
 {
 	struct config_errors errs = { 0 };
 	struct rw_config *cfg = load(yaml, &errs);
-	bool same = errs.count == nwant;
-	for (size_t i = 0; same && i < nwant; i++)
-		same = strcmp(errs.lines[i], want[i]) == 0;
-	if (!same) {
-		for (size_t i = 0; i < nwant; i++)
-			cr_log_error("wanted: %s", want[i]);
-		for (uint32_t i = 0; i < errs.count; i++)
-			cr_log_error("got:    %s", errs.lines[i]);
-	}
+	bool same = same_error_lines(&errs, want, nwant);
 	cr_assert_null(cfg);
 	cr_assert(same, "error lines differ (see above)");
 	config_errors_free(&errs);
@@ -713,6 +707,46 @@ Test(config_errors, errors_argument_may_be_null)
 	struct rw_config *cfg = config_load_string("t.yaml", full_example, strlen(full_example), NULL);
 	cr_assert_not_null(cfg);
 	config_unref(cfg);
+}
+
+/* Every allocation of a load, failed in turn through the loader's fault-injection countdown
+ * (schema_fail_allocation): each load fails with the one out-of-memory line, none aborts, and
+ * what was built is freed (valgrind or ASan would see a leak). The valid example with an xdp
+ * section reaches the defaults, every section and the routers; the invalid one the error lines. */
+static void expect_out_of_memory_reported(const char *yaml, bool valid)
+{
+	for (unsigned n = 1;; n++) {
+		struct config_errors errs;
+		schema_fail_allocation = n;
+		struct rw_config *cfg = load(yaml, &errs);
+		bool injected = schema_fail_allocation == 0;
+		schema_fail_allocation = 0;
+		if (!injected) { /* all n - 1 allocations of a load have failed once */
+			cr_assert_gt(n, 10);
+			cr_assert_eq(cfg != NULL, valid);
+			cr_assert_eq(errs.count != 0, !valid);
+			config_errors_free(&errs);
+			config_unref(cfg);
+			return;
+		}
+		cr_assert_null(cfg, "allocation %u", n);
+		cr_assert_eq(errs.count, 1, "allocation %u", n);
+		cr_assert_str_eq(errs.lines[0], "t.yaml: out of memory while loading the configuration");
+		config_errors_free(&errs);
+	}
+}
+
+Test(config_errors, out_of_memory_is_an_error_line_not_an_abort)
+{
+	char *yaml;
+	cr_assert(asprintf(&yaml, "%sxdp:\n  interface: eth0\n  pin_path: /sys/fs/bpf/t\n"
+				  "  policies: [{cidr: 198.51.100.0/24, action: deny}]\n",
+			   full_example) > 0);
+	expect_out_of_memory_reported(yaml, true);
+	free(yaml);
+	expect_out_of_memory_reported("workers: x\nupstreams: {a: {targets: [\"1.2.3.4:5\"]}}\n"
+				      "frontends: [{name: f, listen: [\"1.2.3.4:6\"], routes: 7}]\n",
+				      false);
 }
 
 /* ------------------------------------------------------------------------------------------- */
