@@ -92,6 +92,27 @@ def test_ratios_are_medians_of_rounds_paired_in_time():
     assert (s["targets"]["nginx"]["rps_min"], s["targets"]["nginx"]["rps_max"]) == (50, 100)
 
 
+def test_a_baseline_build_gets_its_own_paired_ratios():
+    # --baseline runs an older ringway as one more target: the A/B of a change, in the same rounds
+    results = {"small-c64": {
+        "ringway": [run(150), run(60), run(140)],
+        "baseline": [run(100), run(60), run(100)],
+        "nginx": [run(100), run(50), run(100)],
+        "haproxy": [run(120), run(30), run(100)],
+        "direct": [run(300), run(120), run(280)],
+    }}
+    for r, cpu in zip(results["small-c64"]["ringway"], (10, 10, 10)):
+        r["cpu_us"] = cpu
+    for r, cpu in zip(results["small-c64"]["baseline"], (12, 15, 11)):
+        r["cpu_us"] = cpu
+    s = bench.summarize(results)["small-c64"]
+    assert s["ratios"]["ringway/baseline"] == pytest.approx(1.4)    # 1.5, 1.0, 1.4
+    assert s["ratios"]["cpu baseline/ringway"] == pytest.approx(1.2)  # 1.2, 1.5, 1.1
+    assert s["ratios"]["baseline/direct"] == pytest.approx(100 / 280)
+    assert "ringway/baseline" not in bench.summarize({"small-c64": {
+        t: v for t, v in results["small-c64"].items() if t != "baseline"}})["small-c64"]["ratios"]
+
+
 def test_the_bar_needs_the_ratio_and_a_p99_no_worse_than_nginx():
     def summary(ratio, rw_p99, ng_p99):
         return {"small-c64": {"ratios": {"ringway/nginx": ratio},
