@@ -15,7 +15,7 @@
 
 #include "exchange.h"
 #include "transport.h"
-#include "worker.h"
+#include "shard.h"
 
 static void client_process(struct client *c);
 static void client_timer_fired(struct timer *t);
@@ -23,9 +23,9 @@ static const struct sock_ops client_sock_ops;
 
 void client_arm_timer(struct client *c)
 {
-	struct worker *w = c->w;
-	const struct rw_limits *lim = &worker_cfg(w)->limits;
-	struct timer_wheel *wheel = &w->loop.wheel;
+	struct shard *sh = c->sh;
+	const struct rw_limits *lim = &shard_cfg(sh)->limits;
+	struct timer_wheel *wheel = &sh->loop.wheel;
 	if (c->s.closing)
 		return;
 	bool sending = c->s.out.bytes > 0 || (c->x && exchange_sending(c->x));
@@ -41,11 +41,11 @@ void client_arm_timer(struct client *c)
 	}
 }
 
-void client_accepted(struct worker *w, uint32_t listener, int fd)
+void client_accepted(struct shard *sh, uint32_t listener, int fd)
 {
-	struct client *c = w->free_clients;
+	struct client *c = sh->free_clients;
 	if (c)
-		w->free_clients = c->next;
+		sh->free_clients = c->next;
 	else if (!(c = malloc(sizeof *c))) {
 		log_error("out of memory: connection refused");
 		close(fd);
@@ -54,7 +54,7 @@ void client_accepted(struct worker *w, uint32_t listener, int fd)
 	memset(c, 0, sizeof *c);
 	sock_init(&c->s, fd, BUF_GROUP_CLIENT, &client_sock_ops, &transport_plain);
 	c->s.connected = true;
-	c->w = w;
+	c->sh = sh;
 	c->listener = listener;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
@@ -70,14 +70,14 @@ void client_accepted(struct worker *w, uint32_t listener, int fd)
 			c->peer_port = ntohs(in6->sin6_port);
 		}
 	}
-	c->next = w->clients; /* TCP_NODELAY comes from the listener */
-	if (w->clients)
-		w->clients->prev = c;
-	w->clients = c;
-	w->nclients++;
+	c->next = sh->clients; /* TCP_NODELAY comes from the listener */
+	if (sh->clients)
+		sh->clients->prev = c;
+	sh->clients = c;
+	sh->nclients++;
 	c->state = C_HEAD; /* the header timeout runs from accept */
 	client_arm_timer(c);
-	sock_arm_recv(&w->loop, &c->s);
+	sock_arm_recv(&sh->loop, &c->s);
 }
 
 /* The exchange is over for this connection (answered, refused or cut short). */
@@ -91,18 +91,18 @@ static void drop_exchange(struct client *c)
 static void client_on_free(struct sock *s)
 {
 	struct client *c = (struct client *)s;
-	struct worker *w = c->w;
+	struct shard *sh = c->sh;
 	if (c->x) /* closed by the worker at shutdown */
 		drop_exchange(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		w->clients = c->next;
+		sh->clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	w->nclients--;
-	c->next = w->free_clients;
-	w->free_clients = c;
+	sh->nclients--;
+	c->next = sh->free_clients;
+	sh->free_clients = c;
 }
 
 /* The client's address as text; IPv4 by hand, because glibc's inet_ntop formats it with sprintf
@@ -131,7 +131,7 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 static void log_exchange(struct client *c, int status, enum rw_reason r)
 {
 	struct exchange *x = c->x;
-	if (r == RW_OK && c->w->alog.fd < 0)
+	if (r == RW_OK && c->sh->alog.fd < 0)
 		return; /* nothing to write: no formatting on the hot path */
 	char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
 	client_peer_ip(c, ip, sizeof ip);
@@ -147,15 +147,15 @@ static void log_exchange(struct client *c, int status, enum rw_reason r)
 	rec.client = peer;
 	rec.status = status;
 	rec.reason = reason_name(r);
-	rec.worker = c->w->id;
-	access_log_write(&c->w->alog, &rec);
+	rec.worker = c->sh->id;
+	access_log_write(&c->sh->alog, &rec);
 }
 
 void client_close(struct client *c)
 {
 	if (c->x) /* the upstream leg goes at once, so nothing of this exchange runs on */
 		drop_exchange(c);
-	sock_close(&c->w->loop, &c->s);
+	sock_close(&c->sh->loop, &c->s);
 }
 
 void client_exchange_failed(struct client *c, enum rw_reason r)
@@ -173,7 +173,7 @@ void client_exchange_failed(struct client *c, enum rw_reason r)
 
 static void client_linger(struct client *c)
 {
-	struct loop *l = &c->w->loop;
+	struct loop *l = &c->sh->loop;
 	if (c->s.eof) {
 		client_close(c);
 		return;
@@ -190,7 +190,7 @@ static void client_finish(struct client *c)
 {
 	c->close_after = true;
 	c->state = C_DONE;
-	segq_clear(&c->w->loop.bufs, &c->s.in);
+	segq_clear(&c->sh->loop.bufs, &c->s.in);
 	if (c->s.out.bytes == 0)
 		client_linger(c);
 	else
@@ -202,7 +202,7 @@ static void client_continue(struct client *c)
 {
 	if (c->in_process || c->s.closing)
 		return;
-	sock_resume(&c->w->loop, &c->s);
+	sock_resume(&c->sh->loop, &c->s);
 	client_process(c);
 }
 
@@ -213,7 +213,7 @@ void client_attach(struct client *c, struct exchange *x)
 
 void client_send(struct client *c)
 {
-	sock_flush(&c->w->loop, &c->s);
+	sock_flush(&c->sh->loop, &c->s);
 }
 
 void client_close_after(struct client *c)
@@ -223,13 +223,13 @@ void client_close_after(struct client *c)
 
 bool client_closes_after(const struct client *c)
 {
-	return c->close_after || c->w->stopping;
+	return c->close_after || c->sh->stopping;
 }
 
 void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close)
 {
-	struct worker *w = c->w;
-	struct loop *l = &w->loop;
+	struct shard *sh = c->sh;
+	struct loop *l = &sh->loop;
 	struct exchange *x = c->x;
 	log_exchange(c, reason_status(r), r);
 	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
@@ -242,7 +242,7 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 			close = true;
 		drop_exchange(c);
 	}
-	if (w->stopping)
+	if (sh->stopping)
 		close = true;
 	uint32_t id = buf_heap_get(&l->bufs);
 	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, close, buf_ptr(&l->bufs, id),
@@ -268,10 +268,10 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 
 void client_exchange_done(struct client *c)
 {
-	struct worker *w = c->w;
+	struct shard *sh = c->sh;
 	struct exchange *x = c->x;
 	log_exchange(c, x->status, x->reason);
-	if (!x->client_keep_alive || w->stopping)
+	if (!x->client_keep_alive || sh->stopping)
 		c->close_after = true;
 	drop_exchange(c);
 	if (c->close_after) {
@@ -285,9 +285,9 @@ void client_exchange_done(struct client *c)
 
 static void client_process(struct client *c)
 {
-	struct worker *w = c->w;
-	struct bufs *b = &w->loop.bufs;
-	const struct rw_limits *lim = &worker_cfg(w)->limits;
+	struct shard *sh = c->sh;
+	struct bufs *b = &sh->loop.bufs;
+	const struct rw_limits *lim = &shard_cfg(sh)->limits;
 	const struct http_head_limits hl = { lim->max_header_bytes, lim->max_uri_bytes };
 	c->in_process = true;
 	while (!c->s.closing) {
@@ -306,11 +306,11 @@ static void client_process(struct client *c)
 		}
 		if (c->state == C_IDLE) {
 			c->state = C_HEAD;
-			timer_cancel(&w->loop.wheel, &c->s.tm);
+			timer_cancel(&sh->loop.wheel, &c->s.tm);
 			client_arm_timer(c);
 		}
 		struct seg *g = c->s.in.head;
-		int r = http1_parse_request(seg_ptr(b, g), g->len, &hl, &w->req);
+		int r = http1_parse_request(seg_ptr(b, g), g->len, &hl, &sh->req);
 		if (r < 0) {
 			client_refuse(c, (enum rw_reason)-r, NULL, true);
 			break;
@@ -330,7 +330,7 @@ static void client_process(struct client *c)
 			break;
 		}
 		c->state = C_EXCHANGE;
-		exchange_start(w, c, &c->s, (uint32_t)r);
+		exchange_start(sh, c, &c->s, (uint32_t)r);
 	}
 	c->in_process = false;
 }
@@ -338,9 +338,9 @@ static void client_process(struct client *c)
 static void client_on_data(struct sock *s)
 {
 	struct client *c = (struct client *)s;
-	struct worker *w = c->w;
+	struct shard *sh = c->sh;
 	if (c->state == C_DONE) { /* answered and closing: what still comes is dropped */
-		segq_clear(&w->loop.bufs, &c->s.in);
+		segq_clear(&sh->loop.bufs, &c->s.in);
 		return;
 	}
 	if (c->state == C_EXCHANGE && exchange_reads_body(c->x))
@@ -348,12 +348,12 @@ static void client_on_data(struct sock *s)
 	client_process(c);
 	/* a pipelined request waits for the one in flight: out of the ring, and stop reading */
 	if (c->state == C_EXCHANGE && !exchange_reads_body(c->x) && c->s.in.bytes && !c->s.closing) {
-		if (!segq_unring(&w->loop.bufs, &c->s.in)) {
+		if (!segq_unring(&sh->loop.bufs, &c->s.in)) {
 			log_error("out of memory keeping a pipelined request: closing the connection");
 			client_exchange_failed(c, RW_INTERNAL);
 			return;
 		}
-		sock_pause(&w->loop, &c->s);
+		sock_pause(&sh->loop, &c->s);
 	}
 }
 

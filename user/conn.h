@@ -11,7 +11,7 @@
 #include "reason.h"
 #include "sock.h"
 
-struct worker;
+struct shard;
 struct exchange;
 
 enum client_state {
@@ -23,7 +23,7 @@ enum client_state {
 
 struct client {
 	struct sock s; /* first: the ring's user_data points here */
-	struct worker *w;
+	struct shard *sh;
 	uint32_t listener;    /* index of the worker's listener that accepted it */
 	struct exchange *x;
 	struct client *prev, *next; /* the worker's list */
@@ -36,7 +36,7 @@ struct client {
 	uint8_t peer_addr[16];
 };
 
-void client_accepted(struct worker *w, uint32_t listener, int fd);
+void client_accepted(struct shard *sh, uint32_t listener, int fd);
 /* Closes the connection now, dropping the exchange in progress. */
 void client_close(struct client *c);
 /* Drain on shutdown: close if idle, otherwise close after the current response. */

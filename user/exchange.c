@@ -12,13 +12,13 @@
 #include "router.h"
 #include "stage.h"
 #include "upstream.h"
-#include "worker.h"
+#include "shard.h"
 
-static struct exchange *exchange_alloc(struct worker *w)
+static struct exchange *exchange_alloc(struct shard *sh)
 {
-	struct exchange *x = w->free_exchanges;
+	struct exchange *x = sh->free_exchanges;
 	if (x)
-		w->free_exchanges = x->next_free;
+		sh->free_exchanges = x->next_free;
 	else if (!(x = malloc(sizeof *x)))
 		return NULL;
 	memset(x, 0, offsetof(struct exchange, req)); /* req is filled from the parse */
@@ -33,19 +33,19 @@ void exchange_release_head(struct exchange *x)
 {
 	if (x->head_buf == UINT32_MAX)
 		return;
-	buf_unref(&x->w->loop.bufs, x->head_buf);
+	buf_unref(&x->sh->loop.bufs, x->head_buf);
 	x->head_buf = UINT32_MAX;
 }
 
 void exchange_end(struct exchange *x)
 {
-	struct worker *w = x->w;
+	struct shard *sh = x->sh;
 	leg_release(&x->leg, false);
-	splice_abandon(&w->loop, &x->req_splice);
+	splice_abandon(&sh->loop, &x->req_splice);
 	exchange_release_head(x);
-	worker_snap_release(w, x->snap);
-	x->next_free = w->free_exchanges;
-	w->free_exchanges = x;
+	shard_snap_release(x->snap);
+	x->next_free = sh->free_exchanges;
+	sh->free_exchanges = x;
 }
 
 void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bool close)
@@ -70,20 +70,20 @@ void exchange_resume(struct exchange *x)
 	run_stages(x);
 }
 
-void exchange_start(struct worker *w, struct client *c, struct sock *down, uint32_t head_len)
+void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint32_t head_len)
 {
-	struct bufs *b = &w->loop.bufs;
-	const struct http_request *req = &w->req;
-	struct exchange *x = exchange_alloc(w);
+	struct bufs *b = &sh->loop.bufs;
+	const struct http_request *req = &sh->req;
+	struct exchange *x = exchange_alloc(sh);
 	if (!x) {
 		segq_consume(b, &down->in, head_len);
 		client_refuse(c, RW_INTERNAL, NULL, true);
 		return;
 	}
-	x->w = w;
+	x->sh = sh;
 	x->c = c;
 	x->down = down;
-	x->snap = worker_snap_hold(w);
+	x->snap = shard_snap_hold(sh);
 	x->t_start_ns = now_ns();
 	/* the head: its parse, and a reference on the buffer its slices point into */
 	memcpy(&x->req, req, offsetof(struct http_request, headers) +
@@ -131,7 +131,7 @@ static void request_read(struct exchange *x)
 
 static void pump_spliced(struct exchange *x, struct sock *up)
 {
-	struct loop *l = &x->w->loop;
+	struct loop *l = &x->sh->loop;
 	enum splice_status st = splice_step(l, &x->req_splice, x->down, up, &x->req_remaining,
 					    &x->bytes_in);
 	if (st == SPLICE_RUNNING)
@@ -149,7 +149,7 @@ static void pump_spliced(struct exchange *x, struct sock *up)
 
 void exchange_pump_request(struct exchange *x)
 {
-	struct loop *l = &x->w->loop;
+	struct loop *l = &x->sh->loop;
 	struct sock *down = x->down, *up = leg_sock(&x->leg);
 	if (!x->pumping || x->req_done || !up)
 		return;
@@ -247,7 +247,7 @@ void exchange_client_readable(struct exchange *x)
 	}
 	/* a stage is waiting: the body stays in the client's queue, within bounds */
 	if (!x->req_done && x->down->in.bytes >= SOCK_OUT_HIGH)
-		sock_pause(&x->w->loop, x->down);
+		sock_pause(&x->sh->loop, x->down);
 }
 
 void exchange_client_drained(struct exchange *x)
@@ -261,7 +261,7 @@ void exchange_answered(struct exchange *x, bool reusable)
 	if (!x->req_done) { /* answered before the whole body was read: the stream can't go on */
 		reusable = false;
 		client_close_after(x->c);
-		sock_pause(&x->w->loop, x->down);
+		sock_pause(&x->sh->loop, x->down);
 	}
 	leg_release(&x->leg, reusable);
 	client_exchange_done(x->c);

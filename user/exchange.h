@@ -18,12 +18,12 @@
 
 struct client;
 struct sock;
-struct worker;
+struct shard;
 struct wsnap;
 
 struct exchange {
 	struct exchange *next_free;
-	struct worker *w;
+	struct shard *sh;
 	struct client *c;         /* downstream */
 	struct sock *down;        /* the client's socket: its in holds the body, its out takes the answer */
 	struct wsnap *snap;       /* the snapshot it started on (counted by the worker) */
@@ -56,10 +56,10 @@ struct exchange {
 	struct http_request req;  /* last: only its used headers are copied in */
 };
 
-/* A complete request head of head_len bytes is at the front of down->in and parsed in w->req: the
+/* A complete request head of head_len bytes is at the front of down->in and parsed in sh->req: the
  * exchange takes it over (the head's bytes leave down->in), routes it on the worker's current
  * snapshot and runs the route's stages, then its handler. */
-void exchange_start(struct worker *w, struct client *c, struct sock *down, uint32_t head_len);
+void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint32_t head_len);
 /* An async stage's result is in: run the stages after it. */
 void exchange_resume(struct exchange *x);
 /* Answers the request with the reason's error (stages, handlers). */

@@ -12,7 +12,7 @@
 #include "conn.h"
 #include "exchange.h"
 #include "upstream.h"
-#include "worker.h"
+#include "shard.h"
 #include "writer.h"
 
 static bool method_is_idempotent(uint8_t m)
@@ -23,7 +23,7 @@ static bool method_is_idempotent(uint8_t m)
 
 static struct loop *leg_loop(const struct leg *lg)
 {
-	return &lg->x->w->loop;
+	return &lg->x->sh->loop;
 }
 
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
@@ -161,8 +161,8 @@ static void leg_attach(struct leg *lg, struct upconn *u)
 
 static struct upconn *leg_acquire(struct leg *lg, int avoid, bool fresh, enum rw_reason *why)
 {
-	struct worker *w = lg->x->w;
-	return upstream_acquire(&w->pools, &lg->x->snap->ups, lg->ups, avoid, fresh, &leg_owner_ops,
+	struct shard *sh = lg->x->sh;
+	return upstream_acquire(&sh->pools, &lg->x->snap->ups, lg->ups, avoid, fresh, &leg_owner_ops,
 				lg, why);
 }
 
@@ -170,7 +170,7 @@ static struct upconn *leg_acquire(struct leg *lg, int avoid, bool fresh, enum rw
 static bool can_retry(const struct leg *lg, bool nothing_sent)
 {
 	const struct exchange *x = lg->x;
-	if (lg->retried || lg->started || x->w->stopping)
+	if (lg->retried || lg->started || x->sh->stopping)
 		return false;
 	if (nothing_sent) /* connect failed: the whole request is still queued, for another target */
 		return lg->ups->ntargets > 1;
@@ -250,16 +250,16 @@ void leg_upstream_failed(struct leg *lg, int err)
 static bool take_response_head(struct leg *lg)
 {
 	struct exchange *x = lg->x;
-	struct worker *w = x->w;
-	struct bufs *b = &w->loop.bufs;
+	struct shard *sh = x->sh;
+	struct bufs *b = &sh->loop.bufs;
 	struct upconn *u = lg->u;
-	struct http_response *r = &w->resp;
+	struct http_response *r = &sh->resp;
 	for (;;) {
 		if (u->s.in.bytes == 0)
 			return false;
 		struct seg *g = u->s.in.head;
 		int n = http1_parse_response(seg_ptr(b, g), g->len,
-					     worker_cfg(w)->limits.max_header_bytes, r);
+					     shard_cfg(sh)->limits.max_header_bytes, r);
 		if (n == 0) {
 			bool more = g->next != NULL;
 			if (!segq_coalesce_front(b, &u->s.in)) {
@@ -574,7 +574,7 @@ static const struct leg_sink_ops relay_sink = {
 
 void proxy_handle(struct exchange *x)
 {
-	struct bufs *b = &x->w->loop.bufs;
+	struct bufs *b = &x->sh->loop.bufs;
 	struct leg *lg = &x->leg;
 	lg->ups = x->route->upstream;
 	lg->sink = &relay_sink;

@@ -1,6 +1,6 @@
 /* worker.c — a worker thread: ring set-up (with the fastest flags the kernel accepts), its
- * listeners, the event loop, config snapshots (held per exchange, swapped through the mailbox),
- * draining on shutdown, and starting and stopping the set of workers. */
+ * listeners, the event loop, new config snapshots taken from the mailbox, draining on shutdown,
+ * and starting and stopping the set of workers. */
 #include "worker.h"
 
 #include <errno.h>
@@ -25,12 +25,12 @@
 static int ring_setup(struct worker *w)
 {
 	unsigned features = 0;
-	int mode = ring_open(&w->loop.ring, &features);
+	int mode = ring_open(&w->shard.loop.ring, &features);
 	if (mode < 0) {
 		log_error("io_uring_queue_init failed: %s", strerror(-mode));
 		return mode;
 	}
-	if (w->id == 0) {
+	if (w->shard.id == 0) {
 		size_t n;
 		log_info("io_uring: %s mode (features 0x%x)%s", ring_modes(&n)[mode].name, features,
 			 mode ? " — this kernel lacks the faster flags" : "");
@@ -41,7 +41,7 @@ static int ring_setup(struct worker *w)
 /* The operations the data plane needs, and splice, which it can do without. */
 static int probe_ops(struct worker *w)
 {
-	struct io_uring_probe *p = io_uring_get_probe_ring(&w->loop.ring);
+	struct io_uring_probe *p = io_uring_get_probe_ring(&w->shard.loop.ring);
 	if (!p) {
 		log_error("io_uring: this kernel cannot list its operations (Linux 5.19 or later needed)");
 		return -1;
@@ -55,8 +55,8 @@ static int probe_ops(struct worker *w)
 				  ops[i].name);
 			ret = -1;
 		}
-	w->loop.can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
-	if (!w->loop.can_splice && w->id == 0)
+	w->shard.loop.can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
+	if (!w->shard.loop.can_splice && w->shard.id == 0)
 		log_warn("io_uring: no splice operation: large bodies go through the buffer ring");
 	io_uring_free_probe(p);
 	return ret;
@@ -85,92 +85,30 @@ static int listen_socket(const struct rw_sockaddr *a)
 
 static void on_accept(struct listener *li, int fd)
 {
-	struct worker *w = li->owner;
-	uint32_t max = worker_cfg(w)->limits.max_connections;
-	if (w->stopping || w->nclients >= max) {
-		if (!w->stopping)
+	struct shard *sh = li->owner;
+	uint32_t max = shard_cfg(sh)->limits.max_connections;
+	if (sh->stopping || sh->nclients >= max) {
+		if (!sh->stopping)
 			log_warn("max_connections (%u) reached: connection refused", max);
 		close(fd);
 		return;
 	}
-	client_accepted(w, li->index, fd);
+	client_accepted(sh, li->index, fd);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
-static bool same_address(const struct worker_listener *wl, const struct rw_sockaddr *a)
-{
-	return wl->addrlen == a->addrlen && memcmp(&wl->addr, &a->addr, a->addrlen) == 0;
-}
-
-static void wsnap_free(struct wsnap *s)
-{
-	upstream_view_free(&s->ups);
-	free(s->listener_fe);
-	config_unref(s->cfg);
-	free(s);
-}
-
-/* What cfg means on this worker: its upstreams over the worker's pools, and the frontend of each
- * listener (by address). Takes over the reference on cfg. NULL when out of memory. */
-static struct wsnap *wsnap_new(struct worker *w, struct rw_config *cfg)
-{
-	struct wsnap *s = calloc(1, sizeof *s);
-	if (s)
-		s->listener_fe = calloc(w->nlisteners ? w->nlisteners : 1, sizeof *s->listener_fe);
-	if (!s || !s->listener_fe || upstream_view_build(&s->ups, &w->pools, cfg, w->id)) {
-		if (s)
-			free(s->listener_fe);
-		free(s);
-		config_unref(cfg);
-		return NULL;
-	}
-	s->cfg = cfg;
-	s->users = 1;
-	for (uint32_t i = 0; i < w->nlisteners; i++)
-		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
-			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
-				if (same_address(&w->listeners[i], &cfg->frontends[f].listens[k]))
-					s->listener_fe[i] = &cfg->frontends[f];
-	for (uint32_t f = 0; f < cfg->nfrontends; f++)
-		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
-			bool open = false;
-			for (uint32_t i = 0; i < w->nlisteners; i++)
-				open |= same_address(&w->listeners[i], &cfg->frontends[f].listens[k]);
-			if (!open && w->id == 0)
-				log_warn("frontend %s: %s is not listened on (new listen addresses need a "
-					 "restart)", cfg->frontends[f].name, cfg->frontends[f].listens[k].text);
-		}
-	return s;
-}
-
-struct wsnap *worker_snap_hold(struct worker *w)
-{
-	w->snap->users++;
-	return w->snap;
-}
-
-void worker_snap_release(struct worker *w, struct wsnap *s)
-{
-	if (--s->users == 0)
-		wsnap_free(s);
-}
-
-/* A snapshot from the mailbox becomes the current one. */
+/* A snapshot from the mailbox becomes the shard's current one. */
 static void adopt_snapshot(struct worker *w)
 {
 	struct rw_config *cfg = atomic_exchange(&w->mailbox, NULL);
 	if (!cfg)
 		return;
-	struct wsnap *s = wsnap_new(w, cfg);
-	if (!s) {
+	const char *path = cfg->path ? cfg->path : "";
+	if (shard_adopt(&w->shard, cfg))
 		log_error("out of memory taking the new configuration: keeping the running one");
-		return;
-	}
-	struct wsnap *old = w->snap;
-	w->snap = s;
-	worker_snap_release(w, old);
-	log_info("configuration %s in use", cfg->path ? cfg->path : "");
+	else
+		log_info("configuration %s in use", path);
 }
 
 static void arm_wake(struct worker *w);
@@ -185,7 +123,7 @@ static void on_wake(struct loop_task *t, struct io_uring_cqe *cqe)
 
 static void arm_wake(struct worker *w)
 {
-	struct io_uring_sqe *sqe = loop_sqe(&w->loop);
+	struct io_uring_sqe *sqe = loop_sqe(&w->shard.loop);
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof w->wake_val, 0);
 	io_uring_sqe_set_data64(sqe, UD(&w->wake_task, OP_TASK));
 }
@@ -197,8 +135,8 @@ static int open_listeners(struct worker *w, const struct rw_config *cfg)
 	uint32_t n = 0;
 	for (uint32_t f = 0; f < cfg->nfrontends; f++)
 		n += cfg->frontends[f].nlistens;
-	w->listeners = calloc(n ? n : 1, sizeof *w->listeners);
-	if (!w->listeners)
+	w->shard.listeners = calloc(n ? n : 1, sizeof *w->shard.listeners);
+	if (!w->shard.listeners)
 		return -1;
 	for (uint32_t f = 0; f < cfg->nfrontends; f++) {
 		const struct rw_frontend *fe = &cfg->frontends[f];
@@ -208,13 +146,12 @@ static int open_listeners(struct worker *w, const struct rw_config *cfg)
 				log_error("listen %s: %s", fe->listens[i].text, strerror(-fd));
 				return -1;
 			}
-			struct worker_listener *wl = &w->listeners[w->nlisteners];
-			wl->li = (struct listener){ .fd = fd, .on_accept = on_accept, .loop = &w->loop,
-						    .owner = w, .index = w->nlisteners };
-			memcpy(&wl->addr, &fe->listens[i].addr, fe->listens[i].addrlen);
-			wl->addrlen = fe->listens[i].addrlen;
-			snprintf(wl->text, sizeof wl->text, "%s", fe->listens[i].text);
-			w->nlisteners++;
+			struct shard_listener *sl = &w->shard.listeners[w->shard.nlisteners];
+			sl->li = (struct listener){ .fd = fd, .on_accept = on_accept, .loop = &w->shard.loop,
+						    .owner = &w->shard, .index = w->shard.nlisteners };
+			memcpy(&sl->addr, &fe->listens[i].addr, fe->listens[i].addrlen);
+			sl->addrlen = fe->listens[i].addrlen;
+			w->shard.nlisteners++;
 		}
 	}
 	return 0;
@@ -222,12 +159,12 @@ static int open_listeners(struct worker *w, const struct rw_config *cfg)
 
 static int open_access_log(struct worker *w, const struct rw_config *cfg)
 {
-	w->alog.fd = -1;
+	w->shard.alog.fd = -1;
 	if (cfg->access_log == ACCESS_LOG_STDERR)
-		w->alog.fd = STDERR_FILENO;
+		w->shard.alog.fd = STDERR_FILENO;
 	else if (cfg->access_log == ACCESS_LOG_FILE) {
-		w->alog.fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (w->alog.fd < 0) {
+		w->shard.alog.fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (w->shard.alog.fd < 0) {
 			log_error("access_log %s: %s", cfg->access_log_path, strerror(errno));
 			return -1;
 		}
@@ -239,15 +176,15 @@ static int open_access_log(struct worker *w, const struct rw_config *cfg)
  * is the worker's from here on, whatever happens). */
 static int worker_setup(struct worker *w, struct rw_config *cfg)
 {
-	upstream_pools_init(&w->pools, &w->loop);
+	upstream_pools_init(&w->shard.pools, &w->shard.loop);
 	if (ring_setup(w) || probe_ops(w)) {
 		config_unref(cfg);
 		return -1;
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	int ret = loop_init(&w->loop, cfg->limits.max_header_bytes,
-			    (uint64_t)ts.tv_nsec ^ ((uint64_t)(w->id + 1) << 32));
+	int ret = loop_init(&w->shard.loop, cfg->limits.max_header_bytes,
+			    (uint64_t)ts.tv_nsec ^ ((uint64_t)(w->shard.id + 1) << 32));
 	if (ret) {
 		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
 			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
@@ -260,8 +197,7 @@ static int worker_setup(struct worker *w, struct rw_config *cfg)
 		config_unref(cfg);
 		return -1;
 	}
-	w->snap = wsnap_new(w, cfg);
-	return w->snap ? 0 : -1;
+	return shard_adopt(&w->shard, cfg);
 }
 
 /* ---- running and draining -------------------------------------------------------------------- */
@@ -271,27 +207,27 @@ static int worker_setup(struct worker *w, struct rw_config *cfg)
 static void drain_gave_up(struct timer *t)
 {
 	struct worker *w = container_of(t, struct worker, drain_tm);
-	log_error("%u sockets still have operations in flight: stopping anyway", w->loop.nclosing);
+	log_error("%u sockets still have operations in flight: stopping anyway", w->shard.loop.nclosing);
 	w->gave_up = true;
 }
 
 static void drain_expired(struct timer *t)
 {
 	struct worker *w = container_of(t, struct worker, drain_tm);
-	log_warn("drain timeout: closing %u connections", w->nclients);
-	for (struct client *c = w->clients; c; c = c->next)
+	log_warn("drain timeout: closing %u connections", w->shard.nclients);
+	for (struct client *c = w->shard.clients; c; c = c->next)
 		client_close(c);
-	timer_arm(&w->loop.wheel, &w->drain_tm, DRAIN_GRACE_MS, drain_gave_up);
+	timer_arm(&w->shard.loop.wheel, &w->drain_tm, DRAIN_GRACE_MS, drain_gave_up);
 }
 
 static void begin_drain(struct worker *w)
 {
-	w->stopping = true;
-	w->pools.stopping = true;
-	for (uint32_t i = 0; i < w->nlisteners; i++)
-		listener_stop(&w->loop, &w->listeners[i].li);
-	timer_arm(&w->loop.wheel, &w->drain_tm, worker_cfg(w)->drain_timeout_ms, drain_expired);
-	for (struct client *c = w->clients, *next; c; c = next) {
+	w->shard.stopping = true;
+	w->shard.pools.stopping = true;
+	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
+		listener_stop(&w->shard.loop, &w->shard.listeners[i].li);
+	timer_arm(&w->shard.loop.wheel, &w->drain_tm, shard_cfg(&w->shard)->drain_timeout_ms, drain_expired);
+	for (struct client *c = w->shard.clients, *next; c; c = next) {
 		next = c->next;
 		client_drain(c);
 	}
@@ -301,9 +237,9 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	char name[24];
-	snprintf(name, sizeof name, "worker %u", w->id);
+	snprintf(name, sizeof name, "worker %u", w->shard.id);
 	log_set_thread_name(name);
-	snprintf(name, sizeof name, "ringway-w%u", w->id); /* for top, perf and /proc */
+	snprintf(name, sizeof name, "ringway-w%u", w->shard.id); /* for top, perf and /proc */
 	pthread_setname_np(pthread_self(), name);
 	if (w->cpu >= 0) {
 		cpu_set_t set;
@@ -322,54 +258,54 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&g->lock);
 	if (w->start_error || atomic_load(&w->stop_requested))
 		return NULL;
-	for (uint32_t i = 0; i < w->nlisteners; i++)
-		listener_arm(&w->loop, &w->listeners[i].li);
+	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
+		listener_arm(&w->shard.loop, &w->shard.listeners[i].li);
 	arm_wake(w);
 	for (;;) {
-		if (!w->stopping && atomic_load(&w->stop_requested))
+		if (!w->shard.stopping && atomic_load(&w->stop_requested))
 			begin_drain(w);
 		/* done when no client is left and every closed socket's operations have ended */
-		if (w->stopping && ((w->nclients == 0 && w->loop.nclosing == 0) || w->gave_up))
+		if (w->shard.stopping && ((w->shard.nclients == 0 && w->shard.loop.nclosing == 0) || w->gave_up))
 			break;
-		int ret = loop_run_once(&w->loop);
+		int ret = loop_run_once(&w->shard.loop);
 		if (ret < 0) {
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 			break;
 		}
-		if (w->alog.len)
-			access_log_flush(&w->alog);
+		if (w->shard.alog.len)
+			access_log_flush(&w->shard.alog);
 	}
-	loop_flush_closes(&w->loop);
-	access_log_flush(&w->alog);
+	loop_flush_closes(&w->shard.loop);
+	access_log_flush(&w->shard.alog);
 	return NULL;
 }
 
 static void worker_destroy(struct worker *w)
 {
-	sock_free_closed(&w->loop, false); /* before the pools their connections go back to */
-	for (uint32_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].li.fd >= 0)
-			close(w->listeners[i].li.fd);
-	free(w->listeners);
-	upstream_pools_destroy(&w->pools);
-	while (w->free_clients) {
-		struct client *c = w->free_clients;
-		w->free_clients = c->next;
+	sock_free_closed(&w->shard.loop, false); /* before the pools their connections go back to */
+	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
+		if (w->shard.listeners[i].li.fd >= 0)
+			close(w->shard.listeners[i].li.fd);
+	free(w->shard.listeners);
+	upstream_pools_destroy(&w->shard.pools);
+	while (w->shard.free_clients) {
+		struct client *c = w->shard.free_clients;
+		w->shard.free_clients = c->next;
 		free(c);
 	}
-	while (w->free_exchanges) {
-		struct exchange *x = w->free_exchanges;
-		w->free_exchanges = x->next_free;
+	while (w->shard.free_exchanges) {
+		struct exchange *x = w->shard.free_exchanges;
+		w->shard.free_exchanges = x->next_free;
 		free(x);
 	}
-	loop_destroy(&w->loop);
-	if (w->snap)
-		worker_snap_release(w, w->snap);
+	loop_destroy(&w->shard.loop);
+	if (w->shard.snap)
+		shard_snap_release(w->shard.snap);
 	struct rw_config *pending = atomic_exchange(&w->mailbox, NULL);
 	if (pending)
 		config_unref(pending);
-	if (w->alog.fd > STDERR_FILENO)
-		close(w->alog.fd);
+	if (w->shard.alog.fd > STDERR_FILENO)
+		close(w->shard.alog.fd);
 	if (w->wake_fd > 0)
 		close(w->wake_fd);
 }
@@ -434,7 +370,7 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	bool ok = true;
 	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &ws->workers[i];
-		w->id = i;
+		w->shard.id = i;
 		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
 		w->mailbox = config_ref(cfg); /* the first snapshot comes like every later one */
 		w->wake_fd = -1;

@@ -1,0 +1,74 @@
+/* shard.c — a shard's config snapshots: what a snapshot means on this worker (its upstreams over
+ * the shard's pools, each listener's frontend by address), held per exchange and let go when the
+ * last exchange on an old one ends. */
+#include "shard.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool same_address(const struct shard_listener *sl, const struct rw_sockaddr *a)
+{
+	return sl->addrlen == a->addrlen && memcmp(&sl->addr, &a->addr, a->addrlen) == 0;
+}
+
+static void wsnap_free(struct wsnap *s)
+{
+	upstream_view_free(&s->ups);
+	free(s->listener_fe);
+	config_unref(s->cfg);
+	free(s);
+}
+
+/* Says which listen addresses of cfg no listener of the shard serves. */
+static void warn_unserved(const struct shard *sh, const struct rw_config *cfg)
+{
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
+			bool open = false;
+			for (uint32_t i = 0; i < sh->nlisteners; i++)
+				open |= same_address(&sh->listeners[i], &cfg->frontends[f].listens[k]);
+			if (!open)
+				log_warn("frontend %s: %s is not listened on (new listen addresses need a "
+					 "restart)", cfg->frontends[f].name, cfg->frontends[f].listens[k].text);
+		}
+}
+
+int shard_adopt(struct shard *sh, struct rw_config *cfg)
+{
+	struct wsnap *s = calloc(1, sizeof *s);
+	if (s)
+		s->listener_fe = calloc(sh->nlisteners ? sh->nlisteners : 1, sizeof *s->listener_fe);
+	if (!s || !s->listener_fe || upstream_view_build(&s->ups, &sh->pools, cfg, sh->id)) {
+		if (s)
+			free(s->listener_fe);
+		free(s);
+		config_unref(cfg);
+		return -1;
+	}
+	s->cfg = cfg;
+	s->users = 1;
+	for (uint32_t i = 0; i < sh->nlisteners; i++)
+		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
+			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
+				if (same_address(&sh->listeners[i], &cfg->frontends[f].listens[k]))
+					s->listener_fe[i] = &cfg->frontends[f];
+	if (sh->id == 0)
+		warn_unserved(sh, cfg);
+	struct wsnap *old = sh->snap;
+	sh->snap = s;
+	if (old)
+		shard_snap_release(old);
+	return 0;
+}
+
+struct wsnap *shard_snap_hold(struct shard *sh)
+{
+	sh->snap->users++;
+	return sh->snap;
+}
+
+void shard_snap_release(struct wsnap *s)
+{
+	if (--s->users == 0)
+		wsnap_free(s);
+}
