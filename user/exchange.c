@@ -158,7 +158,7 @@ void exchange_pump_request(struct exchange *x)
 		return;
 	}
 	while (!x->req_done && down->in.bytes && up->out.bytes < SOCK_OUT_HIGH) {
-		uint64_t n;
+		uint64_t n, want;
 		if (x->req_chunked) {
 			struct seg *g = down->in.head;
 			bool done = false;
@@ -171,14 +171,21 @@ void exchange_pump_request(struct exchange *x)
 				exchange_refuse(x, RW_BODY_TOO_LARGE, NULL, true);
 				return;
 			}
-			n = segq_move(&l->bufs, &up->out, &down->in, (uint64_t)k);
-			x->req_done = done;
+			want = (uint64_t)k;
+			n = segq_move(&l->bufs, &up->out, &down->in, want);
+			x->req_done = done && n == want;
 		} else {
-			n = segq_move(&l->bufs, &up->out, &down->in, (uint64_t)x->req_remaining);
+			want = (uint64_t)x->req_remaining;
+			n = segq_move(&l->bufs, &up->out, &down->in, want);
 			x->req_remaining -= (int64_t)n;
 			x->req_done = x->req_remaining == 0;
 		}
 		x->bytes_in += n;
+		if (n < want && down->in.bytes) { /* a segment could not be split */
+			log_error("out of memory forwarding a request body");
+			exchange_refuse(x, RW_INTERNAL, NULL, true);
+			return;
+		}
 	}
 	sock_flush(l, up);
 	if (x->req_done) {

@@ -297,43 +297,44 @@ static bool take_response_head(struct leg *lg)
 	}
 }
 
-bool leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t dst_limit,
-		   uint64_t *moved, bool *done)
+enum rw_reason leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t dst_limit,
+			     uint64_t *moved, bool *done)
 {
 	struct segq *in = &lg->u->s.in;
-	bool bad = false;
 	*moved = 0;
 	*done = false;
 	while (!*done && in->bytes && dst->bytes < dst_limit) {
-		uint64_t n = 0;
+		uint64_t want, n;
 		switch (lg->resp_mode) {
 		case RESP_NONE:
 			*done = true;
-			break;
+			continue;
 		case RESP_LENGTH:
-			n = segq_move(b, dst, in, (uint64_t)lg->resp_remaining);
+			want = (uint64_t)lg->resp_remaining;
+			n = segq_move(b, dst, in, want);
 			lg->resp_remaining -= (int64_t)n;
 			break;
 		case RESP_CHUNKED: {
 			struct seg *g = in->head;
 			ssize_t k = chunk_scan(&lg->resp_cs, seg_ptr(b, g), g->len, done);
-			if (k < 0) {
-				bad = true;
-				*done = true;
-				break;
-			}
-			n = segq_move(b, dst, in, (uint64_t)k);
+			if (k < 0)
+				return RW_UPSTREAM_BAD_RESPONSE;
+			want = (uint64_t)k;
+			n = segq_move(b, dst, in, want);
 			break;
 		}
 		default:
-			n = segq_move(b, dst, in, in->bytes);
+			want = in->bytes;
+			n = segq_move(b, dst, in, want);
 			break;
 		}
 		*moved += n;
+		if (n < want && in->bytes) /* a segment could not be split: out of memory */
+			return RW_INTERNAL;
 	}
 	if (lg->resp_mode == RESP_NONE || (lg->resp_mode == RESP_LENGTH && lg->resp_remaining == 0))
 		*done = true;
-	return !bad;
+	return RW_OK;
 }
 
 static void leg_on_connected(void *owner)
@@ -510,11 +511,11 @@ static void relay_body(struct leg *lg)
 	}
 	uint64_t moved;
 	bool done;
-	bool ok = leg_take_body(lg, &l->bufs, &x->down->out, SOCK_OUT_HIGH, &moved, &done);
+	enum rw_reason r = leg_take_body(lg, &l->bufs, &x->down->out, SOCK_OUT_HIGH, &moved, &done);
 	x->bytes_out_queued += moved;
 	client_send(x->c);
-	if (!ok) {
-		leg_fail(lg, RW_UPSTREAM_BAD_RESPONSE, 0);
+	if (r != RW_OK) {
+		leg_fail(lg, r, r == RW_INTERNAL ? ENOMEM : 0);
 		return;
 	}
 	if (done) {

@@ -62,10 +62,11 @@ void leg_init(struct leg *lg, struct exchange *x);
 /* Lets go of everything the leg holds: the connection (back to its pool when reusable), the kept
  * head, a response splice's pipe. */
 void leg_release(struct leg *lg, bool reusable);
-/* Moves up to room response-body bytes from the connection to dst, as the framing allows; *moved
- * gets their count, *done is set when the body is complete. False when the framing is broken. */
-bool leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t room,
-		   uint64_t *moved, bool *done);
+/* Moves response-body bytes from the connection to dst while dst holds less than dst_limit, as
+ * the framing allows; *moved gets their count, *done is set when the body is complete. RW_OK, or
+ * why it stopped: RW_UPSTREAM_BAD_RESPONSE (broken framing), RW_INTERNAL (out of memory). */
+enum rw_reason leg_take_body(struct leg *lg, struct bufs *b, struct segq *dst, uint64_t dst_limit,
+			     uint64_t *moved, bool *done);
 /* The upstream answered or made progress: its deadline starts again. */
 void leg_arm_timer(struct leg *lg);
 /* Sending to the leg's connection failed with err: retried elsewhere, or the sink is told. */
