@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 #include "ring.h"
@@ -98,6 +99,21 @@ static inline size_t fx_check(const uint8_t *p, uint64_t off, size_t n)
 	return n;
 }
 
+/* Writes pattern bytes from stream offset *off up to end into fd, as far as it takes them without
+ * blocking (*off advances). */
+static inline void fx_peer_write(int fd, uint64_t *off, uint64_t end)
+{
+	uint8_t chunk[65536];
+	while (*off < end) {
+		size_t k = end - *off < sizeof chunk ? end - *off : sizeof chunk;
+		fx_fill(chunk, *off, k);
+		ssize_t w = write(fd, chunk, k);
+		if (w <= 0)
+			return;
+		*off += (uint64_t)w;
+	}
+}
+
 /* Queues n pattern bytes (from stream offset off) on q in heap segments of at most seg bytes. */
 static inline void fx_queue(struct loop *l, struct segq *q, uint64_t off, uint64_t n, uint32_t seg)
 {
@@ -171,6 +187,18 @@ static inline uint16_t fx_free_port(void)
 	uint16_t port;
 	close(fx_listen(&port, 1));
 	return port;
+}
+
+/* A configuration from yaml, which must load without an error (the caller unrefs it). */
+static inline struct rw_config *fx_config(const char *yaml)
+{
+	struct config_errors errs = { 0 };
+	struct rw_config *cfg = config_load_string("t.yaml", yaml, strlen(yaml), &errs);
+	for (uint32_t i = 0; i < errs.count; i++)
+		cr_log_error("%s", errs.lines[i]);
+	cr_assert_not_null(cfg);
+	config_errors_free(&errs);
+	return cfg;
 }
 
 #endif

@@ -5,10 +5,8 @@
  * chunked bodies over max_body_bytes with 413 before the upstream sees them; 404 and 405 with
  * Allow; a new snapshot from workers_swap serves new requests while one that started before the
  * swap completes on the old one. */
-#include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#include "ring_fixture.h"
+
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -120,7 +118,7 @@ static void *srv_main(void *arg)
 		struct pollfd p = { .fd = s->lfd, .events = POLLIN };
 		if (poll(&p, 1, 20) <= 0)
 			continue;
-		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC); /* blocking */
 		if (fd < 0)
 			continue;
 		struct conn_arg *ca = malloc(sizeof *ca);
@@ -141,28 +139,13 @@ static void *srv_main(void *arg)
 	return NULL;
 }
 
-static int listen_any(uint16_t *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	cr_assert_eq(listen(fd, 64), 0);
-	socklen_t len = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 static void srv_start(struct upsrv *s, const char *name)
 {
 	memset(s, 0, sizeof *s);
 	s->name = name;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	s->lfd = listen_any(&s->port);
+	s->lfd = fx_listen(&s->port, 64);
 	cr_assert_eq(pthread_create(&s->th, NULL, srv_main, s), 0);
 }
 
@@ -222,13 +205,7 @@ static struct rw_config *load(const char *route_upstream, const char *max_body)
 		 "        upstream: %s\n"
 		 "        strip_prefix: /api\n",
 		 max_body, A.port, B.port, GW_PORT, route_upstream);
-	struct config_errors errs = { 0 };
-	struct rw_config *cfg = config_load_string("t.yaml", yaml, strlen(yaml), &errs);
-	for (uint32_t i = 0; i < errs.count; i++)
-		cr_log_error("%s", errs.lines[i]);
-	cr_assert_not_null(cfg);
-	config_errors_free(&errs);
-	return cfg;
+	return fx_config(yaml);
 }
 
 static void setup(void)
@@ -236,9 +213,7 @@ static void setup(void)
 	log_set_level(LOG_ERROR);
 	srv_start(&A, "from-a");
 	srv_start(&B, "from-b");
-	uint16_t port;
-	close(listen_any(&port)); /* a free port for the gateway */
-	GW_PORT = port;
+	GW_PORT = fx_free_port();
 	CFG1 = load("a", "1KiB");
 	CFG2 = load("b", "16");
 	cr_assert_eq(workers_start(&WS, CFG1), 0);

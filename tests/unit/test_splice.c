@@ -23,6 +23,11 @@ struct xfer {
 	enum splice_status st;
 	int nsteps_done;
 	bool abandoned;
+	/* the test's side: it writes the body into `in` and reads what arrives from `out` */
+	int in, out;
+	uint64_t n, off;
+	uint8_t *got;
+	size_t ngot;
 };
 
 static struct loop L;
@@ -96,18 +101,20 @@ static void teardown(void)
 
 TestSuite(splice, .init = setup, .fini = teardown, .timeout = 60);
 
-/* src's peer is *in (the test writes the body there), dst's peer is *out (the test reads it). */
-static struct xfer *xfer_new(int *in, int *out, int64_t body, const struct transport_ops *tx)
+/* A transfer of a body of n bytes from src (whose peer is x->in) to dst (whose peer is x->out). */
+static struct xfer *xfer_new(uint64_t n, const struct transport_ops *tx)
 {
 	struct xfer *x = calloc(1, sizeof *x);
 	int a, b;
-	fx_tcp_pair(in, &a);
-	fx_tcp_pair(&b, out);
+	fx_tcp_pair(&x->in, &a);
+	fx_tcp_pair(&b, &x->out);
 	sock_init(&x->src.s, a, BUF_GROUP_CLIENT, &t_ops, tx);
 	sock_init(&x->dst.s, b, BUF_GROUP_UPSTREAM, &t_ops, &transport_plain);
 	x->src.s.connected = x->dst.s.connected = true;
 	x->src.x = x->dst.x = x;
-	x->remaining = body;
+	x->remaining = (int64_t)n;
+	x->n = n;
+	x->got = malloc(n + 1);
 	return x;
 }
 
@@ -116,51 +123,38 @@ static void xfer_free(struct xfer *x)
 	sock_close(&L, &x->src.s);
 	sock_close(&L, &x->dst.s);
 	cr_assert(FX_RUN_UNTIL(&L, x->src.nfree && x->dst.nfree));
+	close(x->in);
+	close(x->out);
+	free(x->got);
 	free(x);
 }
 
-static void peer_write(int fd, uint64_t *off, uint64_t end)
+/* The test's side of one turn: more of the body in, what arrived out. */
+static void peers(struct xfer *x)
 {
-	uint8_t chunk[65536];
-	while (*off < end) {
-		size_t k = end - *off < sizeof chunk ? end - *off : sizeof chunk;
-		fx_fill(chunk, *off, k);
-		ssize_t w = write(fd, chunk, k);
-		if (w <= 0)
-			return;
-		*off += (uint64_t)w;
-	}
-}
-
-static void peer_read(int fd, uint8_t *dst, size_t *len, size_t cap)
-{
+	fx_peer_write(x->in, &x->off, x->n);
 	ssize_t r;
-	while (*len < cap && (r = read(fd, dst + *len, cap - *len)) > 0)
-		*len += (size_t)r;
+	while (x->ngot <= x->n && (r = read(x->out, x->got + x->ngot, x->n + 1 - x->ngot)) > 0)
+		x->ngot += (size_t)r;
 }
 
 Test(splice, moves_a_body_larger_than_a_pipe_in_order_and_returns_the_pipe)
 {
 	const uint64_t n = 3u << 20;
-	int in, out;
-	struct xfer *x = xfer_new(&in, &out, (int64_t)n, &transport_plain);
-	uint8_t *got = malloc(n + 1);
-	size_t ngot = 0;
-	uint64_t off = 0;
+	struct xfer *x = xfer_new(n, &transport_plain);
 	/* the first bytes arrive through the ring, as a head and its first body bytes do */
 	sock_arm_recv(&L, &x->src.s);
-	peer_write(in, &off, 1000);
+	fx_peer_write(x->in, &x->off, 1000);
 	cr_assert(FX_RUN_UNTIL(&L, x->src.s.in.bytes == 1000));
 	uint32_t free_before = L.nfree_pipes;
 	cr_assert(splice_begin(&L, &x->sl, &x->src.s, &x->dst.s));
 	cr_assert_eq(L.nsplices, 1);
 	cr_assert(x->src.s.paused, "the source's recv stops while the body is spliced");
 	step(x);
-	cr_assert(FX_RUN_UNTIL_DO(&L, ngot >= n && x->nsteps_done,
-				  (peer_write(in, &off, n), peer_read(out, got, &ngot, n + 1))));
-	peer_read(out, got, &ngot, n + 1);
-	cr_assert_eq(ngot, n, "%zu of %llu bytes arrived", ngot, (unsigned long long)n);
-	cr_assert_eq(fx_check(got, 0, n), n, "bytes out of order or lost");
+	cr_assert(FX_RUN_UNTIL_DO(&L, x->ngot >= n && x->nsteps_done, peers(x)));
+	peers(x);
+	cr_assert_eq(x->ngot, n, "%zu of %llu bytes arrived", x->ngot, (unsigned long long)n);
+	cr_assert_eq(fx_check(x->got, 0, n), n, "bytes out of order or lost");
 	cr_assert_eq(x->st, SPLICE_DONE);
 	cr_assert_eq(x->nsteps_done, 1);
 	cr_assert_eq(x->moved, 1000, "the bytes received before the recv stopped went through the queue");
@@ -168,40 +162,27 @@ Test(splice, moves_a_body_larger_than_a_pipe_in_order_and_returns_the_pipe)
 	cr_assert(!splice_active(&x->sl));
 	cr_assert_eq(L.nsplices, 0);
 	cr_assert_eq(L.nfree_pipes, free_before + 1, "the pipe went back to the pool");
-	free(got);
-	close(in);
-	close(out);
 	xfer_free(x);
 }
 
 Test(splice, abandoned_mid_transfer_leaks_no_pipe)
 {
 	const uint64_t n = 3u << 20;
-	int in, out;
-	struct xfer *x = xfer_new(&in, &out, (int64_t)n, &transport_plain);
-	uint8_t *got = malloc(n + 1);
-	size_t ngot = 0;
-	uint64_t off = 0;
+	struct xfer *x = xfer_new(n, &transport_plain);
 	cr_assert(splice_begin(&L, &x->sl, &x->src.s, &x->dst.s));
 	step(x);
 	/* run until some bytes went through and a splice is in flight */
-	cr_assert(FX_RUN_UNTIL_DO(&L, ngot > 300000 && (x->sl.in_busy || x->sl.out_busy),
-				  (peer_write(in, &off, n), peer_read(out, got, &ngot, n + 1))));
-	cr_assert_lt(ngot, n);
+	cr_assert(FX_RUN_UNTIL_DO(&L, x->ngot > 300000 && (x->sl.in_busy || x->sl.out_busy),
+				  peers(x)));
+	cr_assert_lt(x->ngot, n);
 	cr_assert_eq(L.nsplices, 1);
 	x->abandoned = true;
 	splice_abandon(&L, &x->sl);
 	cr_assert(!splice_active(&x->sl));
 	/* the exchange ends: both sockets close, their splices end */
-	sock_close(&L, &x->src.s);
-	sock_close(&L, &x->dst.s);
-	cr_assert(FX_RUN_UNTIL(&L, x->src.nfree && x->dst.nfree));
+	xfer_free(x);
 	cr_assert_eq(L.nsplices, 0, "a pipe is still counted in use");
 	cr_assert_eq(L.nclosing, 0);
-	free(got);
-	free(x);
-	close(in);
-	close(out);
 }
 
 Test(splice, refused_when_the_transport_must_see_the_bytes)
@@ -209,8 +190,7 @@ Test(splice, refused_when_the_transport_must_see_the_bytes)
 	struct transport_ops sealed = transport_plain;
 	sealed.name = "sealed";
 	sealed.splice_ok = false;
-	int in, out;
-	struct xfer *x = xfer_new(&in, &out, 1 << 20, &sealed);
+	struct xfer *x = xfer_new(1 << 20, &sealed);
 	sock_arm_recv(&L, &x->src.s);
 	cr_assert(!splice_begin(&L, &x->sl, &x->src.s, &x->dst.s));
 	cr_assert(!splice_active(&x->sl));
@@ -221,7 +201,5 @@ Test(splice, refused_when_the_transport_must_see_the_bytes)
 	x->dst.s.tx = &sealed;
 	cr_assert(!splice_begin(&L, &x->sl, &x->src.s, &x->dst.s));
 	cr_assert_eq(L.nsplices, 0);
-	close(in);
-	close(out);
 	xfer_free(x);
 }
