@@ -15,11 +15,13 @@ LIB_SRC  := $(filter-out user/main.c,$(SRC))
 OBJ      := $(SRC:user/%.c=build/obj/%.o)
 LIB_OBJ  := $(LIB_SRC:user/%.c=build/obj/%.o)
 ASAN_OBJ := $(SRC:user/%.c=build/asan/obj/%.o)
+ASAN_LIB_OBJ := $(LIB_SRC:user/%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+UNIT_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/test_*.c))
 BPF_TESTS := $(patsubst tests/bpf/%.c,build/tests/bpf_%,$(wildcard tests/bpf/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run bench profile test unit bpf-test integration integration-asan fuzz fuzz-smoke asan clean
+.PHONY: all deps run bench profile test unit unit-asan bpf-test integration integration-asan fuzz fuzz-smoke asan clean
 all: build/ringway build/upstream
 
 # The test set, and the bench set: the tests run perf/bench and perf/profile for a short while.
@@ -51,6 +53,8 @@ build/xdp_flood: perf/xdp_flood.c | build
 
 build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcriterion
+build/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJ) | build/asan/tests
+	$(CC) $(CFLAGS) -O1 $(SAN) -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS) -lcriterion
 
 # BPF_PROG_TEST_RUN tests of the XDP program (root: they load it into the kernel).
 build/tests/bpf_%: tests/bpf/%.c $(SKEL) | build/tests
@@ -58,11 +62,14 @@ build/tests/bpf_%: tests/bpf/%.c $(SKEL) | build/tests
 bpf-test: $(BPF_TESTS)
 	@set -e; for t in $(BPF_TESTS); do echo "== $$t"; $$t --short-filename; done
 
-build build/obj build/asan/obj build/tests build/fuzz build/bpf:
+build build/obj build/asan/obj build/tests build/asan/tests build/fuzz build/bpf:
 	mkdir -p $@
 
 unit: $(UNIT)
 	@set -e; for t in $(UNIT); do echo "== $$t"; $$t --short-filename; done
+# The same unit tests against the ASan+UBSan build of the modules.
+unit-asan: $(UNIT_ASAN)
+	@set -e; for t in $(UNIT_ASAN); do echo "== $$t"; $$t --short-filename; done
 
 # libFuzzer harnesses: `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` is the short run.
 FUZZ_SECONDS ?= 300
@@ -81,8 +88,9 @@ integration-asan: build/asan/ringway build/upstream
 	RINGWAY_BIN=build/asan/ringway $(PYTEST) -q tests/integration
 
 test: deps
-	@$(MAKE) --no-print-directory all asan $(UNIT) $(BPF_TESTS)
+	@$(MAKE) --no-print-directory all asan $(UNIT) $(UNIT_ASAN) $(BPF_TESTS)
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory bpf-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory integration-asan
@@ -103,4 +111,4 @@ profile: deps
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(UNIT:=.d) $(UNIT_ASAN:=.d)
