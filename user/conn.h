@@ -24,9 +24,9 @@ enum client_state {
 struct client {
 	struct sock s; /* first: the ring's user_data points here */
 	struct shard *sh;
-	uint32_t listener;    /* index of the worker's listener that accepted it */
 	struct exchange *x;
-	struct client *prev, *next; /* the worker's list */
+	struct client *prev, *next; /* the shard's list */
+	uint32_t listener;    /* index of the shard's listener that accepted it */
 	uint8_t state;
 	bool close_after;     /* close once the current response is sent */
 	bool in_process;      /* client_process is on the stack */

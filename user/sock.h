@@ -57,7 +57,6 @@ struct sock {
 	const struct transport_ops *tx;
 	struct segq in;       /* received plaintext not consumed yet */
 	struct segq out;      /* plaintext to send */
-	uint32_t sending;     /* bytes of out handed to the in-flight send */
 	struct sendctx *sc;
 	struct spipe *spl_in;  /* the pipe of the splice in flight from this socket */
 	struct spipe *spl_out; /* the pipe of the splice in flight to this socket */

@@ -36,17 +36,14 @@ static void plain_flush(struct loop *l, struct sock *s)
 		struct seg *g = s->out.head;
 		sqe = loop_sqe(l);
 		io_uring_prep_send(sqe, s->fd, seg_ptr(&l->bufs, g), g->len, MSG_NOSIGNAL);
-		s->sending = g->len;
 	} else {
 		if (!s->sc && !(s->sc = sendctx_get(l)))
 			return; /* out of memory: retried on the next flush */
 		struct sendctx *sc = s->sc;
 		unsigned n = 0;
-		uint32_t total = 0;
 		for (struct seg *g = s->out.head; g && n < SEND_IOV_MAX; g = g->next) {
 			sc->iov[n].iov_base = seg_ptr(&l->bufs, g);
 			sc->iov[n].iov_len = g->len;
-			total += g->len;
 			n++;
 		}
 		memset(&sc->msg, 0, sizeof sc->msg);
@@ -54,7 +51,6 @@ static void plain_flush(struct loop *l, struct sock *s)
 		sc->msg.msg_iovlen = n;
 		sqe = loop_sqe(l);
 		io_uring_prep_sendmsg(sqe, s->fd, &sc->msg, MSG_NOSIGNAL);
-		s->sending = total;
 	}
 	io_uring_sqe_set_data64(sqe, UD(s, OP_SEND));
 	s->send_busy = true;
