@@ -40,6 +40,11 @@ void exchange_release_head(struct exchange *x)
 void exchange_end(struct exchange *x)
 {
 	struct shard *sh = x->sh;
+	if (x->waiting) { /* ended while a stage waited: it must not resume a freed exchange */
+		const struct stage *st = x->waiting;
+		x->waiting = NULL;
+		st->cancel(x, st);
+	}
 	leg_release(&x->leg, false);
 	splice_abandon(&sh->loop, &x->req_splice);
 	exchange_release_head(x);
@@ -50,6 +55,7 @@ void exchange_end(struct exchange *x)
 
 void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bool close)
 {
+	x->waiting = NULL; /* a waiting stage refusing with its result is done with the exchange */
 	client_refuse(x->c, r, allow, close);
 }
 
@@ -59,14 +65,22 @@ static void run_stages(struct exchange *x)
 	const struct rw_route *rt = x->route;
 	while (x->next_stage < rt->nstages) {
 		const struct stage *st = &rt->stages[x->next_stage++];
-		if (st->run(x, st) != STAGE_CONTINUE)
+		switch (st->run(x, st)) {
+		case STAGE_CONTINUE:
+			continue;
+		case STAGE_WAIT: /* exchange_resume or exchange_refuse comes later */
+			x->waiting = st;
 			return;
+		case STAGE_ANSWERED:
+			return;
+		}
 	}
 	proxy_handle(x);
 }
 
 void exchange_resume(struct exchange *x)
 {
+	x->waiting = NULL;
 	run_stages(x);
 }
 

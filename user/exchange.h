@@ -29,6 +29,7 @@ struct exchange {
 	struct wsnap *snap;       /* the snapshot it started on (counted by the worker) */
 	const struct rw_route *route;
 	uint32_t next_stage;      /* index in route->stages of the stage to run next */
+	const struct stage *waiting; /* the stage whose async result the exchange waits for */
 	uint32_t head_buf;        /* the buffer that req's slices point into; UINT32_MAX once released */
 	enum rw_reason reason;
 	uint8_t method_id;
@@ -62,7 +63,7 @@ struct exchange {
 void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint32_t head_len);
 /* An async stage's result is in: run the stages after it. */
 void exchange_resume(struct exchange *x);
-/* Answers the request with the reason's error (stages, handlers). */
+/* Answers the request with the reason's error (stages, handlers; a waiting stage with its result). */
 void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bool close);
 /* Ends the exchange without an answer (the client went away, or the answer was refused): the legs
  * go, the exchange is freed. */

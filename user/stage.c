@@ -23,7 +23,8 @@ int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 	rt->stages = calloc(1, sizeof *rt->stages);
 	if (!rt->stages)
 		return -1;
-	rt->stages[0] = (struct stage){ "body_limit", body_limit, cfg->limits.max_body_bytes };
+	rt->stages[0] = (struct stage){ .name = "body_limit", .run = body_limit,
+					.arg = cfg->limits.max_body_bytes };
 	rt->nstages = 1;
 	return 0;
 }

@@ -4,7 +4,9 @@
  * proxied (path stripped, X-Forwarded-For added); the body-limit stage refuses Content-Length and
  * chunked bodies over max_body_bytes with 413 before the upstream sees them; 404 and 405 with
  * Allow; a new snapshot from workers_swap serves new requests while one that started before the
- * swap completes on the old one. */
+ * swap completes on the old one; a stage that waits for an async result (a timer here, a Redis reply
+ * or a key fetch later) resumes the exchange with its head and body intact, or refuses it, and is
+ * cancelled when the client goes away while it waits. */
 #include "ring_fixture.h"
 
 #include <poll.h>
@@ -18,7 +20,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "exchange.h"
 #include "log.h"
+#include "stage.h"
 #include "worker.h"
 
 #define SRV_MAX_REQS 32
@@ -380,4 +384,129 @@ Test(exchange, swap_serves_new_requests_on_the_new_snapshot_and_finishes_old_one
 	/* and the old snapshot is gone once nothing uses it: new requests stay on b */
 	http("GET /api/again HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &r);
 	cr_assert_str_eq(r.body, "from-b");
+}
+
+/* ---- an async stage ---------------------------------------------------------------------------- */
+
+/* Waits st->arg milliseconds on the worker's timer wheel, then resumes the exchange or refuses it.
+ * Runs on the worker's thread; the test reads the counters. */
+static struct {
+	atomic_int runs, resumed, refused, cancelled;
+	atomic_bool refuse;
+	struct timer tm;      /* worker thread only */
+	struct exchange *x;   /* worker thread only: the exchange left waiting */
+	struct shard *sh;
+} WAIT;
+
+static void wait_over(struct timer *t)
+{
+	struct exchange *x = WAIT.x;
+	WAIT.x = NULL;
+	if (atomic_load(&WAIT.refuse)) {
+		atomic_fetch_add(&WAIT.refused, 1);
+		exchange_refuse(x, RW_UPSTREAM_UNAVAILABLE, NULL, false);
+	} else {
+		atomic_fetch_add(&WAIT.resumed, 1);
+		exchange_resume(x);
+	}
+}
+
+static enum stage_result wait_stage(struct exchange *x, const struct stage *st)
+{
+	cr_assert_null(WAIT.x, "one request waits at a time in this test");
+	atomic_fetch_add(&WAIT.runs, 1);
+	WAIT.x = x;
+	WAIT.sh = x->sh;
+	timer_arm(&x->sh->loop.wheel, &WAIT.tm, (uint32_t)st->arg, wait_over);
+	return STAGE_WAIT;
+}
+
+static void wait_cancel(struct exchange *x, const struct stage *st)
+{
+	cr_assert_eq(x, WAIT.x);
+	timer_cancel(&WAIT.sh->loop.wheel, &WAIT.tm);
+	WAIT.x = NULL;
+	atomic_fetch_add(&WAIT.cancelled, 1);
+}
+
+/* CFG1's route with the waiting stage before its own (the body limit), swapped in. */
+static struct rw_config *swap_in_waiting_stage(uint32_t ms)
+{
+	struct rw_config *cfg = load("a", "1KiB");
+	struct rw_route *rt = &cfg->frontends[0].routes[0];
+	struct stage *v = calloc(rt->nstages + 1, sizeof *v);
+	cr_assert_not_null(v);
+	v[0] = (struct stage){ .name = "wait", .run = wait_stage, .cancel = wait_cancel, .arg = ms };
+	memcpy(v + 1, rt->stages, rt->nstages * sizeof *v);
+	free(rt->stages);
+	rt->stages = v;
+	rt->nstages++;
+	workers_swap(&WS, cfg);
+	/* taken at the worker's next wake-up: requests until one has met the stage */
+	struct resp r;
+	for (int i = 0; i < 100 && atomic_load(&WAIT.runs) == 0; i++)
+		http("GET /api/warm HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &r);
+	cr_assert_gt(atomic_load(&WAIT.runs), 0, "the waiting stage never ran");
+	return cfg;
+}
+
+Test(exchange, a_waiting_stage_resumes_with_the_head_and_body_it_was_given)
+{
+	struct rw_config *cfg = swap_in_waiting_stage(100);
+	int before = atomic_load(&WAIT.resumed), seen = srv_count(&A, &A.nreqs);
+	struct resp r;
+	http("POST /api/orders?x=1 HTTP/1.1\r\nHost: gw.test\r\nX-Trace: t-42\r\nContent-Length: 5\r\n"
+	     "Connection: close\r\n\r\nhello",
+	     &r);
+	cr_assert_eq(r.status, 200, "%s", r.text);
+	cr_assert_str_eq(r.body, "from-a");
+	cr_assert_eq(atomic_load(&WAIT.resumed), before + 1);
+	cr_assert_eq(srv_count(&A, &A.nreqs), seen + 1);
+	const char *up = A.reqs[seen];
+	cr_assert_eq(strncmp(up, "POST /orders?x=1 HTTP/1.1\r\n", 27), 0, "upstream saw: %s", up);
+	cr_assert_not_null(strstr(up, "\r\nX-Trace: t-42\r\n"), "upstream saw: %s", up);
+	cr_assert_not_null(strstr(up, "\r\nHost: gw.test\r\n"), "upstream saw: %s", up);
+	cr_assert_not_null(strstr(up, "\r\n\r\nhello"), "upstream saw: %s", up);
+	config_unref(cfg);
+}
+
+Test(exchange, a_waiting_stage_can_refuse_with_its_result)
+{
+	struct rw_config *cfg = swap_in_waiting_stage(50);
+	int seen = srv_count(&A, &A.nreqs);
+	atomic_store(&WAIT.refuse, true);
+	struct resp r;
+	http("GET /api/secret HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &r);
+	atomic_store(&WAIT.refuse, false);
+	cr_assert_eq(r.status, 503, "%s", r.text);
+	cr_assert_not_null(strstr(r.body, "\"reason\":\"upstream_unavailable\""), "%s", r.body);
+	cr_assert_eq(atomic_load(&WAIT.refused), 1);
+	cr_assert_eq(srv_count(&A, &A.nreqs), seen, "a refused request reached the upstream");
+	config_unref(cfg);
+}
+
+Test(exchange, a_client_gone_while_a_stage_waits_cancels_the_stage)
+{
+	struct rw_config *cfg = swap_in_waiting_stage(300);
+	int seen = srv_count(&A, &A.nreqs), resumed = atomic_load(&WAIT.resumed);
+	int runs = atomic_load(&WAIT.runs);
+	int fd = send_request("GET /api/slow HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+	for (int i = 0; i < 5000 && atomic_load(&WAIT.runs) == runs; i++)
+		usleep(1000);
+	cr_assert_eq(atomic_load(&WAIT.runs), runs + 1, "the request never reached the stage");
+	/* a reset, not a FIN: a half-closed client still gets its answer */
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(fd);
+	for (int i = 0; i < 5000 && atomic_load(&WAIT.cancelled) == 0; i++)
+		usleep(1000);
+	cr_assert_eq(atomic_load(&WAIT.cancelled), 1, "the stage was not told the exchange ended");
+	usleep(400 * 1000); /* past the stage's wait: nothing may resume the freed exchange */
+	cr_assert_eq(atomic_load(&WAIT.resumed), resumed);
+	cr_assert_eq(srv_count(&A, &A.nreqs), seen);
+	/* and the worker goes on serving */
+	struct resp r;
+	http("GET /api/after HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200, "%s", r.text);
+	config_unref(cfg);
 }
