@@ -87,8 +87,9 @@ integration: build/ringway build/upstream
 integration-asan: build/asan/ringway build/upstream
 	RINGWAY_BIN=build/asan/ringway $(PYTEST) -q tests/integration
 
+# Builds run on every CPU (CI has two); the tests run one after another.
 test: deps
-	@$(MAKE) --no-print-directory all asan $(UNIT) $(UNIT_ASAN) $(BPF_TESTS)
+	@$(MAKE) --no-print-directory -j$(shell nproc) all asan $(UNIT) $(UNIT_ASAN) $(BPF_TESTS) $(FUZZERS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory bpf-test
