@@ -155,6 +155,7 @@ void client_close(struct client *c)
 {
 	if (c->x) /* the upstream leg goes at once, so nothing of this exchange runs on */
 		drop_exchange(c);
+	c->state = C_DONE; /* no state that expects an exchange */
 	sock_close(&c->sh->loop, &c->s);
 }
 
@@ -347,7 +348,7 @@ static void client_on_data(struct sock *s)
 		client_arm_timer(c);
 	client_process(c);
 	/* a pipelined request waits for the one in flight: out of the ring, and stop reading */
-	if (c->state == C_EXCHANGE && !exchange_reads_body(c->x) && c->s.in.bytes && !c->s.closing) {
+	if (!c->s.closing && c->state == C_EXCHANGE && !exchange_reads_body(c->x) && c->s.in.bytes) {
 		if (!segq_unring(&sh->loop.bufs, &c->s.in)) {
 			log_error("out of memory keeping a pipelined request: closing the connection");
 			client_exchange_failed(c, RW_INTERNAL);

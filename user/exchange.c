@@ -234,7 +234,8 @@ static void request_spliced(struct exchange *x, bool is_in, int res)
 	} else {
 		splice_out_done(&x->req_splice, res);
 	}
-	if (res > 0 && x->leg.u) /* the upload moves: the upstream is not late */
+	/* the upload moves: the upstream is not late (a connect keeps its own deadline) */
+	if (res > 0 && x->leg.u && x->leg.u->state != U_CONNECTING)
 		leg_arm_timer(&x->leg);
 	if (res > 0 || x->req_splice.in_blocked)
 		client_arm_timer(x->c);

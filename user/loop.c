@@ -122,7 +122,7 @@ static void on_accept(struct loop *l, struct listener *li, struct io_uring_cqe *
 	}
 	if (res >= 0)
 		li->on_accept(li, res);
-	else if (res != -ECANCELED)
+	else if (res != -ECANCELED && li->fd >= 0) /* a stopped listener's accept ends with EINVAL */
 		log_warn("accept: %s", strerror(-res));
 	if (!li->backoff)
 		listener_arm(l, li);
