@@ -630,10 +630,83 @@ def b_corpus(rng, port):
         c.close()
 
 
+def b_body_then_pipelined(rng, port):
+    """A body (large ones are spliced) with the next requests in the same send behind it."""
+    body = rng.randbytes(rng.choice([300_000, 1_000_000, 5000]))
+    if rng.random() < 0.5:
+        first = req(b"POST", b"/u/echo", [(b"Content-Length", b"%d" % len(body))], body)
+    else:
+        first = req(b"POST", b"/u/echo", [(b"Transfer-Encoding", b"chunked")]) + b"".join(chunked(rng, body)) + b"0\r\n\r\n"
+    n = rng.choice(SIZES)
+    more = rng.randint(1, 3)
+    c = Conn(port)
+    try:
+        c.send(first + req(b"GET", b"/u/size/%d" % n) * more)
+        check_echo(read_response(c), body)
+        for i in range(more):
+            check_size(read_response(c), n, f"behind a body #{i}")
+        return "body_pipelined"
+    finally:
+        c.close()
+
+
+def b_client_stops_mid_body(rng, port):
+    """Part of a body, then a half-close or a stall past client_timeout (2 s)."""
+    n = rng.choice([1000, 300_000, 1_000_000])
+    use_chunked = rng.random() < 0.4
+    c = Conn(port)
+    try:
+        path = rng.choice([b"/u/echo", b"/u/echo", b"/m/early-drain", b"/m/never"])
+        if use_chunked:
+            c.send(req(b"POST", path, [(b"Transfer-Encoding", b"chunked")]) + b"%x\r\n%s" % (n, b"x" * (n // 2)))
+        else:
+            c.send(req(b"POST", path, [(b"Content-Length", b"%d" % n)]) + b"x" * (n // 2))
+        how = rng.choice(["half_close", "stall"])
+        if how == "half_close":
+            c.s.shutdown(socket.SHUT_WR)
+        try:
+            c.s.settimeout(8)
+            resp = read_response(c)
+        except (EOFError, ConnectionResetError):
+            return "mid_body_" + how + "_closed"
+        if path == b"/m/early-drain":
+            check(resp[0] == 200 and resp[2] == b"early", f"early answer {resp[0]} {resp[2][:100]!r}")
+        elif how == "stall" and path == b"/u/echo":
+            check_error(resp, 408, "client_timeout")
+        else:
+            check(resp[0] in (400, 408, 499, 502, 504), f"{how} mid-body on {path!r}: {resp[0]} {resp[2][:200]!r}")
+        check(c.at_eof(8), f"{how} mid-body on {path!r}: connection left open")
+        return "mid_body_" + how
+    finally:
+        c.close()
+
+
+def b_expect_early(rng, port):
+    """Expect: 100-continue to an upstream that answers before the body."""
+    path = rng.choice([b"/m/early-close", b"/m/early-drain", b"/m/early-413", b"/m/never", b"/dead/x"])
+    n = rng.choice([10, 300_000])
+    c = Conn(port)
+    try:
+        c.send(req(b"POST", path, [(b"Content-Length", b"%d" % n), (b"Expect", b"100-continue")]))
+        interim = []
+        resp = read_response(c, interim=interim)
+        want = {b"/m/early-413": 413, b"/m/never": 504, b"/dead/x": 502}.get(path, 200)
+        check(resp[0] == want, f"Expect to {path!r}: {resp[0]} {resp[2][:200]!r} (interim {interim})")
+        try:
+            c.send(b"x" * n + req(b"GET", b"/u/size/3"))
+            check_size(read_response(c), 3, "after Expect and an early answer")
+            return "expect_early_reused"
+        except (EOFError, OSError):
+            return "expect_early_closed"
+    finally:
+        c.close()
+
+
 BEHAVIOURS = [  # (weight, function)
     (10, b_get_keepalive), (6, b_post_cl), (5, b_post_chunked), (3, b_post_chunked_bad),
     (2, b_post_too_large), (5, b_pipelined), (3, b_half_close), (5, b_reset), (2, b_slow_reader),
     (3, b_expect), (2, b_http10), (5, b_early), (6, b_upstream_fails), (3, b_404_405), (5, b_corpus),
+    (4, b_body_then_pipelined), (3, b_client_stops_mid_body), (2, b_expect_early),
 ]
 
 
@@ -683,39 +756,52 @@ def sanitizer_reports(log):
     return [m for m in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer") if m in log]
 
 
-def test_stress_random_sessions(tmp_path):
-    only = os.environ.get("RINGWAY_STRESS_SESSION")
-    label = f"RINGWAY_STRESS_SEED={SEED}"
-    master = random.Random(SEED)
-    seeds = [int(only)] if only else [master.getrandbits(32) for _ in range(MAX_SESSIONS)]
-    good, bad, gw = start(tmp_path)
-    outcomes = collections.Counter()
-    failures = []
+def run_load(port, seeds, seconds, nthreads, ignore_after=None):
+    """Runs sessions from `seeds` on nthreads threads until `seconds` pass or the seeds run out;
+    returns (sessions started, outcome counts, failures, threads still running). A session that
+    ends after the time `ignore_after()` returns is not judged."""
+    outcomes, failures = collections.Counter(), []
     lock = threading.Lock()
     next_i = [0]
-    deadline = time.time() + LOAD_SECONDS
+    deadline = time.time() + seconds
 
     def worker():
         while time.time() < deadline:
             with lock:
                 if next_i[0] >= len(seeds) or len(failures) >= 20:
                     return
+                if ignore_after and ignore_after() is not None:
+                    return  # the gateway is stopping: no new sessions
                 seed = seeds[next_i[0]]
                 next_i[0] += 1
-            name, outcome, err = run_session(seed, gw.port)
+            name, outcome, err = run_session(seed, port)
             with lock:
+                cut = ignore_after() if ignore_after else None
+                if cut is not None and time.time() >= cut:
+                    outcomes["after_sigterm"] += 1
+                    continue
                 outcomes[outcome] += 1
                 if err:
                     failures.append(f"session {seed} ({name}): {err}")
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(1 if only else THREADS)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    return threads, next_i, outcomes, failures
+
+
+def test_stress_random_sessions(tmp_path):
+    only = os.environ.get("RINGWAY_STRESS_SESSION")
+    label = f"RINGWAY_STRESS_SEED={SEED}"
+    master = random.Random(SEED)
+    seeds = [int(only)] if only else [master.getrandbits(32) for _ in range(MAX_SESSIONS)]
+    good, bad, gw = start(tmp_path)
     try:
-        for t in threads:
-            t.start()
+        threads, count, outcomes, failures = run_load(gw.port, seeds, LOAD_SECONDS, 1 if only else THREADS)
         for t in threads:
             t.join(LOAD_SECONDS + 30)
         hung = sum(t.is_alive() for t in threads)
-        summary = f"{label}: {next_i[0]} sessions, outcomes {dict(sorted(outcomes.items()))}"
+        summary = f"{label}: {count[0]} sessions, outcomes {dict(sorted(outcomes.items()))}"
         print(summary)
         assert not hung, f"{summary}: {hung} sessions still running"
         final_checks(gw, label)
@@ -726,3 +812,35 @@ def test_stress_random_sessions(tmp_path):
     log = gw.logs()
     assert not failures, summary + "\n" + "\n".join(failures) + "\n" + log[-4000:]
     assert code == 0 and not sanitizer_reports(log), f"{label}: exit {code}\n" + log[-8000:]
+
+
+def test_stress_sigterm_under_load(tmp_path):
+    """SIGTERM while sessions of every kind are in flight (spliced bodies, slow readers, upstreams
+    that never answer): the gateway drains within drain_timeout (5 s) and exits 0, cleanly."""
+    label = f"RINGWAY_STRESS_SEED={SEED} (sigterm)"
+    master = random.Random(SEED ^ 0x5157)
+    seeds = [master.getrandbits(32) for _ in range(MAX_SESSIONS)]
+    good, bad, gw = start(tmp_path)
+    sigterm_at = [None]
+    try:
+        threads, count, outcomes, failures = run_load(gw.port, seeds, 7, THREADS, lambda: sigterm_at[0])
+        time.sleep(3)
+        sigterm_at[0] = time.time()
+        gw.proc.terminate()
+        try:
+            code = gw.proc.wait(12)
+        except Exception:
+            code = None
+        took = time.time() - sigterm_at[0]
+        for t in threads:
+            t.join(30)
+        summary = f"{label}: {count[0]} sessions, outcomes {dict(sorted(outcomes.items()))}"
+        print(summary, f"exit {code} after {took:.1f} s")
+    finally:
+        gw.stop()
+        good.stop()
+        bad.stop()
+    log = gw.logs()
+    assert not failures, summary + "\n" + "\n".join(failures) + "\n" + log[-4000:]
+    assert code == 0 and not sanitizer_reports(log), f"{label}: exit {code}\n" + log[-8000:]
+    assert took < 9, f"{label}: drained in {took:.1f} s with drain_timeout 5 s"
