@@ -455,7 +455,8 @@ def b_reset(rng, port):
         except (EOFError, OSError):
             pass
     else:  # the answer began, the upload goes on, then a reset
-        c.send(req(b"POST", b"/m/early-drain", [(b"Content-Length", b"1000000")]) + b"x" * 1000)
+        c.send(req(b"POST", rng.choice([b"/m/early-drain", b"/m/early-partial"]),
+                   [(b"Content-Length", b"1000000")]) + b"x" * 1000)
         try:
             c.until(b"early")
             c.send(b"x" * rng.randint(0, 500_000))
@@ -656,7 +657,7 @@ def b_client_stops_mid_body(rng, port):
     use_chunked = rng.random() < 0.4
     c = Conn(port)
     try:
-        path = rng.choice([b"/u/echo", b"/u/echo", b"/m/early-drain", b"/m/never"])
+        path = rng.choice([b"/u/echo", b"/u/echo", b"/m/early-drain", b"/m/early-partial", b"/m/never"])
         if use_chunked:
             c.send(req(b"POST", path, [(b"Transfer-Encoding", b"chunked")]) + b"%x\r\n%s" % (n, b"x" * (n // 2)))
         else:
@@ -671,6 +672,8 @@ def b_client_stops_mid_body(rng, port):
             return "mid_body_" + how + "_closed"
         if path == b"/m/early-drain":
             check(resp[0] == 200 and resp[2] == b"early", f"early answer {resp[0]} {resp[2][:100]!r}")
+        elif path == b"/m/early-partial":
+            check(resp[0] == 200 and resp[2] == b"earlylater", f"early answer {resp[0]} {resp[2][:100]!r}")
         elif how == "stall" and path == b"/u/echo":
             check_error(resp, 408, "client_timeout")
         else:
