@@ -127,8 +127,9 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 }
 
 /* The access-log record of the current exchange (or of a request refused before it had one), and for
- * a refusal also a log line. */
-static void log_exchange(struct client *c, int status, enum rw_reason r)
+ * a refusal also a log line. answer_bytes: the gateway's own answer (a refusal's error response),
+ * counted as bytes out. */
+static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_t answer_bytes)
 {
 	struct exchange *x = c->x;
 	if (r == RW_OK && c->sh->alog.fd < 0)
@@ -145,6 +146,7 @@ static void log_exchange(struct client *c, int status, enum rw_reason r)
 	if (x)
 		exchange_record(x, &rec);
 	rec.client = peer;
+	rec.bytes_out += answer_bytes;
 	rec.status = status;
 	rec.reason = reason_name(r);
 	rec.worker = c->sh->id;
@@ -163,7 +165,7 @@ void client_exchange_failed(struct client *c, enum rw_reason r)
 {
 	struct exchange *x = c->x;
 	if (x) /* logged with the status the client saw, if a response head went out */
-		log_exchange(c, x->resp_started ? x->status : reason_status(r), r);
+		log_exchange(c, x->resp_started ? x->status : reason_status(r), r, 0);
 	client_close(c);
 }
 
@@ -232,22 +234,20 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 	struct shard *sh = c->sh;
 	struct loop *l = &sh->loop;
 	struct exchange *x = c->x;
-	log_exchange(c, reason_status(r), r);
 	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
+		log_exchange(c, reason_status(r), r, 0);
 		client_close(c);
 		return;
 	}
-	if (x) {
-		/* an unread request body would be taken for the next request: close instead */
-		if (!exchange_keeps_alive(x))
-			close = true;
-		drop_exchange(c);
-	}
-	if (sh->stopping)
+	/* an unread request body would be taken for the next request: close instead */
+	if ((x && !exchange_keeps_alive(x)) || sh->stopping)
 		close = true;
 	uint32_t id = buf_heap_get(&l->bufs);
 	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, close, buf_ptr(&l->bufs, id),
 								 buf_cap(&l->bufs, id));
+	log_exchange(c, reason_status(r), r, n);
+	if (x)
+		drop_exchange(c);
 	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) {
 		if (id != UINT32_MAX)
 			buf_unref(&l->bufs, id);
@@ -271,7 +271,7 @@ void client_exchange_done(struct client *c)
 {
 	struct shard *sh = c->sh;
 	struct exchange *x = c->x;
-	log_exchange(c, x->status, x->reason);
+	log_exchange(c, x->status, x->reason, 0);
 	if (!x->client_keep_alive || sh->stopping)
 		c->close_after = true;
 	drop_exchange(c);

@@ -166,13 +166,15 @@ def test_upstream_killed_mid_response_closes_client(gateway):
 
 
 def test_errors_are_logged_with_reason(gateway):
-    raw_request(gateway.port, b"GET /nowhere-logged HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    out = raw_request(gateway.port,
+                      b"GET /nowhere-logged HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     deadline = time.time() + 3
     recs = []
     while time.time() < deadline and not recs:
         recs = [r for r in gateway.access_records() if r["path"] == "/nowhere-logged"]
         time.sleep(0.05)
     assert recs and recs[-1]["status"] == 404 and recs[-1]["reason"] == "no_route"
+    assert recs[-1]["bytes_out"] == len(out)  # the error answer counts as bytes out
     assert "404 no_route /nowhere-logged" in gateway.logs()
 
 
