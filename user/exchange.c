@@ -59,6 +59,41 @@ void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bo
 	client_refuse(x->c, r, allow, close);
 }
 
+/* Points a slice that was inside [from, from + len) at the same bytes in to. */
+static void rebase(struct slice *sl, const char *from, uint32_t len, const char *to)
+{
+	if (sl->p >= from && sl->p < from + len)
+		sl->p = to + (sl->p - from);
+}
+
+/* A waiting exchange holds no ring buffer (the kernel needs them for every socket's recv): a head
+ * still in one moves to a heap buffer, its slices with it. If none can be had, it stays. */
+static void head_off_the_ring(struct exchange *x)
+{
+	struct bufs *b = &x->sh->loop.bufs;
+	if (x->head_buf == UINT32_MAX || x->head_buf >= b->ring_n)
+		return;
+	uint32_t id = buf_heap_get(b);
+	if (id == UINT32_MAX)
+		return;
+	const char *from = buf_ptr(b, x->head_buf);
+	char *to = buf_ptr(b, id);
+	uint32_t len = buf_cap(b, x->head_buf); /* a ring buffer fits in a heap buffer */
+	memcpy(to, from, len);
+	struct http_request *req = &x->req;
+	rebase(&req->method, from, len, to);
+	rebase(&req->target, from, len, to);
+	rebase(&req->path, from, len, to);
+	rebase(&req->query, from, len, to);
+	rebase(&req->host, from, len, to);
+	for (unsigned i = 0; i < req->nheaders; i++) {
+		rebase(&req->headers[i].name, from, len, to);
+		rebase(&req->headers[i].value, from, len, to);
+	}
+	buf_unref(b, x->head_buf);
+	x->head_buf = id;
+}
+
 /* The stages from x->next_stage on, then the route's handler. */
 static void run_stages(struct exchange *x)
 {
@@ -70,6 +105,7 @@ static void run_stages(struct exchange *x)
 			continue;
 		case STAGE_WAIT: /* exchange_resume or exchange_refuse comes later */
 			x->waiting = st;
+			head_off_the_ring(x);
 			return;
 		case STAGE_ANSWERED:
 			return;

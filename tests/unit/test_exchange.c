@@ -391,7 +391,7 @@ Test(exchange, swap_serves_new_requests_on_the_new_snapshot_and_finishes_old_one
 /* Waits st->arg milliseconds on the worker's timer wheel, then resumes the exchange or refuses it.
  * Runs on the worker's thread; the test reads the counters. */
 static struct {
-	atomic_int runs, resumed, refused, cancelled;
+	atomic_int runs, resumed, refused, cancelled, held_ring;
 	atomic_bool refuse;
 	struct timer tm;      /* worker thread only */
 	struct exchange *x;   /* worker thread only: the exchange left waiting */
@@ -402,6 +402,9 @@ static void wait_over(struct timer *t)
 {
 	struct exchange *x = WAIT.x;
 	WAIT.x = NULL;
+	/* while it waited the exchange held no ring buffer: its head moved to the heap */
+	if (x->head_buf < x->sh->loop.bufs.ring_n)
+		atomic_fetch_add(&WAIT.held_ring, 1);
 	if (atomic_load(&WAIT.refuse)) {
 		atomic_fetch_add(&WAIT.refused, 1);
 		exchange_refuse(x, RW_UPSTREAM_UNAVAILABLE, NULL, false);
@@ -467,6 +470,7 @@ Test(exchange, a_waiting_stage_resumes_with_the_head_and_body_it_was_given)
 	cr_assert_not_null(strstr(up, "\r\nX-Trace: t-42\r\n"), "upstream saw: %s", up);
 	cr_assert_not_null(strstr(up, "\r\nHost: gw.test\r\n"), "upstream saw: %s", up);
 	cr_assert_not_null(strstr(up, "\r\n\r\nhello"), "upstream saw: %s", up);
+	cr_assert_eq(atomic_load(&WAIT.held_ring), 0, "a waiting exchange held a ring buffer");
 	config_unref(cfg);
 }
 
