@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -63,6 +64,83 @@ class Upstream:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class ScriptedUpstream:
+    """A misbehaving upstream on 127.0.0.1 that the test scripts: for each connection it reads one
+    request head and runs script(conn, head), then closes the connection. It stops accepting after
+    `lifetime` seconds at the latest."""
+
+    def __init__(self, script, lifetime=300):
+        self.script = script
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop_ev = threading.Event()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.deadline = time.time() + lifetime
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self):
+        while not self.stop_ev.is_set() and time.time() < self.deadline:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(5)
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                d = c.recv(65536)
+                if not d:
+                    return
+                head += d
+            self.script(c, head)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def drain(c, seconds):
+    """Reads and drops what the peer sends on c for at most `seconds`, or until it closes."""
+    end = time.time() + seconds
+    c.settimeout(0.2)
+    while time.time() < end:
+        try:
+            if not c.recv(65536):
+                return
+        except socket.timeout:
+            continue
 
 
 class Gateway:

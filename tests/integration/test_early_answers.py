@@ -2,67 +2,11 @@
 service): what the client then sends wrong ends its own connection, and the gateway keeps serving.
 Each test drives the gateway against a small scripted upstream on 127.0.0.1."""
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import Gateway, free_port, make_config
-
-
-class ScriptedUpstream:
-    """Accepts connections on 127.0.0.1; for each, reads a request head and runs `script(conn)`."""
-
-    def __init__(self, script):
-        self.script = script
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop_ev = threading.Event()
-        self.conns = []
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self):
-        deadline = time.time() + 60
-        while not self.stop_ev.is_set() and time.time() < deadline:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        c.settimeout(5)
-        try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                d = c.recv(65536)
-                if not d:
-                    return
-                head += d
-            self.script(c, head)
-        except OSError:
-            pass
-
-    def stop(self):
-        self.stop_ev.set()
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
+from conftest import Gateway, ScriptedUpstream, free_port, make_config
 
 
 def gateway_for(tmp_path, up, routes_extra="", limits=""):

@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 
-from conftest import Gateway, Upstream, free_port, make_config
+from conftest import Gateway, ScriptedUpstream, Upstream, drain, free_port, make_config
 from desync_corpus import CORPUS
 
 SEED = int(os.environ.get("RINGWAY_STRESS_SEED", "20240611"))
@@ -40,107 +40,39 @@ def check(cond, msg):
 
 # ---- the misbehaving upstream -------------------------------------------------------------------
 
-class MisbehavingUpstream:
-    """Like test_early_answers.ScriptedUpstream, with one script per path (after the gateway's
-    strip_prefix): answers early, closes mid-answer, answers garbage, never answers. Every
-    connection ends after one request (answers say Connection: close, else the gateway would rightly
-    pool the connection); every wait is bounded."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop_ev = threading.Event()
-        self.lock = threading.Lock()
-        self.conns = []
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self):
-        deadline = time.time() + 300
-        while not self.stop_ev.is_set() and time.time() < deadline:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _drain(c, seconds):
-        end = time.time() + seconds
-        c.settimeout(0.2)
-        while time.time() < end:
-            try:
-                if not c.recv(65536):
-                    return
-            except socket.timeout:
-                continue
-
-    def _serve(self, c):
-        c.settimeout(5)
-        try:
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                d = c.recv(65536)
-                if not d:
-                    return
-                head += d
-            path = head.split(b" ", 2)[1].split(b"?")[0]
-            if path == b"/early-close":  # a complete answer before the body, then close
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
-            elif path == b"/early-drain":  # a complete answer before the body, then read it
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
-                self._drain(c, 3)
-            elif path == b"/early-partial":  # half an answer, then the body is read, then the rest
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nearly")
-                self._drain(c, 0.3)
-                c.sendall(b"later")
-                self._drain(c, 2)
-            elif path == b"/early-413":
-                c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            elif path == b"/mid-close":  # 100 of 10000 bytes, then FIN
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"m" * 100)
-            elif path == b"/mid-reset":  # 100 of 10000 bytes, then RST
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"m" * 100)
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            elif path == b"/garbage":
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
-                self._drain(c, 3)
-            elif path == b"/garbage-line":
-                c.sendall(b"HTTP/1.1 OK\r\n\r\n")
-                self._drain(c, 3)
-            elif path == b"/never":  # holds the request until the gateway gives up (at most 4 s)
-                self._drain(c, 4)
-            else:  # /no-answer
-                pass
-        except OSError:
-            pass
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def stop(self):
-        self.stop_ev.set()
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
+def misbehave(c, head):
+    """The misbehaving upstream's script, by path (after the gateway's strip_prefix): answers
+    early, closes mid-answer, answers garbage, never answers. Every connection ends after one
+    request (answers say Connection: close, else the gateway would rightly pool the connection);
+    every wait is bounded."""
+    path = head.split(b" ", 2)[1].split(b"?")[0]
+    if path == b"/early-close":  # a complete answer before the body, then close
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
+    elif path == b"/early-drain":  # a complete answer before the body, then read it
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
+        drain(c, 3)
+    elif path == b"/early-partial":  # half an answer, then the body is read, then the rest
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nearly")
+        drain(c, 0.3)
+        c.sendall(b"later")
+        drain(c, 2)
+    elif path == b"/early-413":
+        c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    elif path == b"/mid-close":  # 100 of 10000 bytes, then FIN
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"m" * 100)
+    elif path == b"/mid-reset":  # 100 of 10000 bytes, then RST
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"m" * 100)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    elif path == b"/garbage":
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
+        drain(c, 3)
+    elif path == b"/garbage-line":
+        c.sendall(b"HTTP/1.1 OK\r\n\r\n")
+        drain(c, 3)
+    elif path == b"/never":  # holds the request until the gateway gives up (at most 4 s)
+        drain(c, 4)
+    else:  # /no-answer
+        pass
 
 
 # ---- a small HTTP/1 client ----------------------------------------------------------------------
@@ -728,7 +660,7 @@ def run_session(seed, port):
 
 def start(tmp_path):
     good = Upstream("good", threads=2)
-    bad = MisbehavingUpstream()
+    bad = ScriptedUpstream(misbehave)
     port = free_port()
     dead = free_port()  # nothing listens there
     routes = (

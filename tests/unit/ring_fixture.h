@@ -33,6 +33,20 @@
 
 /* Opens the ring in the fastest mode the kernel accepts, sees whether it can splice, and sets up
  * the loop as a worker does (heap buffers sized for 16 KiB heads). */
+/* The sock_ops table of a test that names its handlers t_data, t_eof, t_sent, t_send_error,
+ * t_connected, t_splice, t_stopped and t_free. */
+#define FX_SOCK_OPS(name)                                                                          \
+	static const struct sock_ops name = {                                                      \
+		.on_data = t_data,                                                                 \
+		.on_eof = t_eof,                                                                   \
+		.on_sent = t_sent,                                                                 \
+		.on_send_error = t_send_error,                                                     \
+		.on_connected = t_connected,                                                       \
+		.on_splice = t_splice,                                                             \
+		.on_recv_stopped = t_stopped,                                                      \
+		.on_free = t_free,                                                                 \
+	}
+
 static inline void fx_loop_open(struct loop *l)
 {
 	memset(l, 0, sizeof *l);

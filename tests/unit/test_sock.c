@@ -58,16 +58,7 @@ static void t_free(struct sock *s)
 	t->inflight_at_free = s->inflight;
 }
 
-static const struct sock_ops t_ops = {
-	.on_data = t_data,
-	.on_eof = t_eof,
-	.on_sent = t_sent,
-	.on_send_error = t_send_error,
-	.on_connected = t_connected,
-	.on_splice = t_splice,
-	.on_recv_stopped = t_stopped,
-	.on_free = t_free,
-};
+FX_SOCK_OPS(t_ops);
 
 static struct loop L;
 
