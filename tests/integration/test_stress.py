@@ -82,6 +82,12 @@ class Conn:
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = bytearray()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def send(self, data):
         self.s.sendall(data)
 
@@ -224,8 +230,7 @@ UPLOADS = [0, 10, 5000, 65536, 300_000, 1_000_000]
 # ---- behaviours: each takes (rng, port) and returns an outcome name ------------------------------
 
 def b_get_keepalive(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         for i in range(rng.randint(1, 4)):
             kind = rng.random()
             if kind < 0.7:
@@ -241,42 +246,33 @@ def b_get_keepalive(rng, port):
                 st, _, body = read_response(c)
                 check(st == 200 and json.loads(body)["path"].startswith("/delay/"), f"delay {st}")
         return "get"
-    finally:
-        c.close()
 
 
 def b_post_cl(rng, port):
     body = rng.randbytes(rng.choice(UPLOADS))
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         data = req(b"POST", b"/u/echo", [(b"Content-Length", b"%d" % len(body))], body)
         cut = rng.randint(0, len(data))  # two sends, split anywhere
         c.send(data[:cut])
         c.send(data[cut:])
         check_echo(read_response(c), body)
         return "post_cl"
-    finally:
-        c.close()
 
 
 def b_post_chunked(rng, port):
     body = rng.randbytes(rng.choice(UPLOADS))
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         c.send(req(b"POST", b"/u/echo", [(b"Transfer-Encoding", b"chunked")]))
         for ch in chunked(rng, body, ext=True):
             c.send(ch)
         c.send(b"0\r\nX-Trailer: 1\r\n\r\n" if rng.random() < 0.3 else b"0\r\n\r\n")
         check_echo(read_response(c), body)
         return "post_chunked"
-    finally:
-        c.close()
 
 
 def b_post_chunked_bad(rng, port):
     body = rng.randbytes(rng.choice([10, 5000, 300_000]))
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         c.send(req(b"POST", b"/u/echo", [(b"Transfer-Encoding", b"chunked")]))
         for ch in chunked(rng, body):
             c.send(ch)
@@ -289,13 +285,10 @@ def b_post_chunked_bad(rng, port):
         check_error(resp, 400, "bad_chunked_body")
         check(c.at_eof(), "connection open after a bad chunk")
         return "chunked_bad_400"
-    finally:
-        c.close()
 
 
 def b_post_too_large(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         if rng.random() < 0.5:
             c.send(req(b"POST", b"/u/echo", [(b"Content-Length", b"%d" % (MAX_BODY + 1))]))
             check_error(read_response(c), 413, "body_too_large")
@@ -313,8 +306,6 @@ def b_post_too_large(rng, port):
             return "chunked_413_reset"
         check_error(resp, 413, "body_too_large")
         return "chunked_413"
-    finally:
-        c.close()
 
 
 def b_pipelined(rng, port):
@@ -336,8 +327,7 @@ def b_pipelined(rng, port):
             body = rng.randbytes(rng.choice([0, 10, 5000]))
             data += req(b"POST", b"/u/echo", [(b"Content-Length", b"%d" % len(body))], body)
             items.append((b"POST", "echo", body))
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         c.send(data)
         for i, (m, kind, arg) in enumerate(items):
             resp = read_response(c, m)
@@ -350,13 +340,10 @@ def b_pipelined(rng, port):
             else:
                 check_echo(resp, arg)
         return "pipelined"
-    finally:
-        c.close()
 
 
 def b_half_close(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         n = rng.choice(SIZES)
         nreq = rng.randint(1, 3)
         c.send(req(b"GET", b"/u/size/%d" % n) * nreq)
@@ -365,8 +352,6 @@ def b_half_close(rng, port):
             check_size(read_response(c), n, f"half-closed #{i}")
         check(c.at_eof(), "connection open after a half-closed client's answers")
         return "half_close"
-    finally:
-        c.close()
 
 
 def b_reset(rng, port):
@@ -417,8 +402,7 @@ def b_slow_reader(rng, port):
 
 
 def b_expect(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         if rng.random() < 0.2:  # refused before any body: no 100, the refusal
             c.send(req(b"POST", b"/u/echo", [(b"Content-Length", b"%d" % (MAX_BODY + 10)),
                                               (b"Expect", b"100-continue")]))
@@ -433,28 +417,22 @@ def b_expect(rng, port):
         c.send(body)
         check_echo(read_response(c), body)
         return "expect_100"
-    finally:
-        c.close()
 
 
 def b_http10(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         n = rng.choice(SIZES)
         c.send(req(b"GET", b"/u/size/%d" % n, version=b"HTTP/1.0", host=rng.random() < 0.5))
         check_size(read_response(c), n, "HTTP/1.0")
         check(c.at_eof(), "HTTP/1.0 connection left open")
         return "http10"
-    finally:
-        c.close()
 
 
 def b_early(rng, port):
     path = rng.choice([b"/m/early-close", b"/m/early-drain", b"/m/early-partial", b"/m/early-413"])
     n = rng.choice([10, 5000, 300_000, 1_000_000])
     use_chunked = rng.random() < 0.4
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         if use_chunked:
             c.send(req(b"POST", path, [(b"Transfer-Encoding", b"chunked")]) + b"a\r\n0123456789\r\n")
         else:
@@ -476,15 +454,12 @@ def b_early(rng, port):
             return "early_reused"
         except (EOFError, OSError):
             return "early_closed"
-    finally:
-        c.close()
 
 
 def b_upstream_fails(rng, port):
     kind = rng.choice(["mid-close", "mid-reset", "u-mid", "garbage", "garbage-line", "u-bad",
                        "never", "no-answer", "u-no-answer", "dead"])
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         if kind in ("mid-close", "mid-reset", "u-mid"):
             c.send(req(b"GET", b"/u/close-mid-body" if kind == "u-mid" else b"/m/" + kind.encode()))
             head = c.until(b"\r\n\r\n")
@@ -514,13 +489,10 @@ def b_upstream_fails(rng, port):
         c.send(req(b"GET", b"/dead/x"))
         check_error(read_response(c), 502, "upstream_connect_failed")
         return "refused"
-    finally:
-        c.close()
 
 
 def b_404_405(rng, port):
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         for _ in range(rng.randint(1, 3)):
             if rng.random() < 0.5:
                 c.send(req(b"GET", b"/nope/%d" % rng.randrange(1000)))
@@ -537,8 +509,6 @@ def b_404_405(rng, port):
         c.send(req(b"GET", b"/g/size/5"))
         check_size(read_response(c), 5, "after 404/405")
         return "404_405"
-    finally:
-        c.close()
 
 
 def b_corpus(rng, port):
@@ -572,23 +542,19 @@ def b_body_then_pipelined(rng, port):
         first = req(b"POST", b"/u/echo", [(b"Transfer-Encoding", b"chunked")]) + b"".join(chunked(rng, body)) + b"0\r\n\r\n"
     n = rng.choice(SIZES)
     more = rng.randint(1, 3)
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         c.send(first + req(b"GET", b"/u/size/%d" % n) * more)
         check_echo(read_response(c), body)
         for i in range(more):
             check_size(read_response(c), n, f"behind a body #{i}")
         return "body_pipelined"
-    finally:
-        c.close()
 
 
 def b_client_stops_mid_body(rng, port):
     """Part of a body, then a half-close or a stall past client_timeout (2 s)."""
     n = rng.choice([1000, 300_000, 1_000_000])
     use_chunked = rng.random() < 0.4
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         path = rng.choice([b"/u/echo", b"/u/echo", b"/m/early-drain", b"/m/early-partial", b"/m/never"])
         if use_chunked:
             c.send(req(b"POST", path, [(b"Transfer-Encoding", b"chunked")]) + b"%x\r\n%s" % (n, b"x" * (n // 2)))
@@ -612,16 +578,13 @@ def b_client_stops_mid_body(rng, port):
             check(resp[0] in (400, 408, 499, 502, 504), f"{how} mid-body on {path!r}: {resp[0]} {resp[2][:200]!r}")
         check(c.at_eof(8), f"{how} mid-body on {path!r}: connection left open")
         return "mid_body_" + how
-    finally:
-        c.close()
 
 
 def b_expect_early(rng, port):
     """Expect: 100-continue to an upstream that answers before the body."""
     path = rng.choice([b"/m/early-close", b"/m/early-drain", b"/m/early-413", b"/m/never", b"/dead/x"])
     n = rng.choice([10, 300_000])
-    c = Conn(port)
-    try:
+    with Conn(port) as c:
         c.send(req(b"POST", path, [(b"Content-Length", b"%d" % n), (b"Expect", b"100-continue")]))
         interim = []
         resp = read_response(c, interim=interim)
@@ -633,8 +596,6 @@ def b_expect_early(rng, port):
             return "expect_early_reused"
         except (EOFError, OSError):
             return "expect_early_closed"
-    finally:
-        c.close()
 
 
 BEHAVIOURS = [  # (weight, function)
