@@ -83,7 +83,7 @@ static void setup(void)
 {
 	fx_loop_open(&L);
 	if (!L.can_splice)
-		cr_skip_test("this kernel's io_uring has no splice operation");
+		FX_SKIP_OR_FAIL("this kernel's io_uring has no splice operation");
 }
 static void teardown(void)
 {
