@@ -640,11 +640,6 @@ static void parse_frontend_name(struct loader *ld, yaml_node_t *v, void *obj,
 	f->name = schema_strdup(ld, name);
 }
 
-static bool same_address(const struct rw_sockaddr *a, const struct rw_sockaddr *b)
-{
-	return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
-}
-
 /* An address is listened on by one frontend, once (ctx: the frontend being read). */
 static void check_listen_unique(struct loader *ld, const yaml_node_t *item,
 				const struct rw_sockaddr *addr, void *ctx)
@@ -652,7 +647,7 @@ static void check_listen_unique(struct loader *ld, const yaml_node_t *item,
 	const struct rw_frontend *current = ctx;
 	for (const struct rw_frontend *f = ld->cfg->frontends; f <= current; f++) {
 		for (uint32_t i = 0; i < f->nlistens; i++) {
-			if (!same_address(&f->listens[i], addr))
+			if (!rw_sockaddr_is(&f->listens[i], &addr->addr, addr->addrlen))
 				continue;
 			schema_report(ld, item, "listen: address '%s' is already used by frontend '%s'",
 			       addr->text, f->name ? f->name : "?");

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "../bpf/limiter.h"
@@ -18,6 +19,13 @@ struct rw_sockaddr {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 };
+
+/* Whether a holds the address addr (of len bytes): listeners and pools are keyed this way. */
+static inline bool rw_sockaddr_is(const struct rw_sockaddr *a, const struct sockaddr_storage *addr,
+				  socklen_t len)
+{
+	return a->addrlen == len && memcmp(&a->addr, addr, len) == 0;
+}
 
 enum rw_balance { BALANCE_ROUND_ROBIN = 0, BALANCE_RANDOM, BALANCE_LEAST_CONN };
 

@@ -248,9 +248,9 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 	log_exchange(c, reason_status(r), r, n);
 	if (x)
 		drop_exchange(c);
-	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) {
-		if (id != UINT32_MAX)
-			buf_unref(&l->bufs, id);
+	if (n == 0 && id != UINT32_MAX)
+		buf_unref(&l->bufs, id);
+	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) { /* a failed push let id go */
 		log_error("out of memory: closing the connection instead of answering %d",
 			  reason_status(r));
 		client_close(c);

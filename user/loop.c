@@ -19,10 +19,10 @@
 #define RING_BUFS_UPSTREAM 512
 #define RING_BUF_SIZE 16384
 
-int loop_init(struct loop *l, uint32_t heap_buf_size, uint64_t seed)
+int loop_init(struct loop *l, uint32_t max_head_bytes, uint64_t seed)
 {
 	int ret = bufs_init(&l->bufs, &l->ring, RING_BUFS_CLIENT, RING_BUFS_UPSTREAM, RING_BUF_SIZE,
-			    heap_buf_size + RING_BUF_SIZE + 4096);
+			    max_head_bytes + RING_BUF_SIZE + 4096);
 	if (ret)
 		return ret;
 	timer_wheel_init(&l->wheel, monotonic_ms());

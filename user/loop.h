@@ -74,8 +74,9 @@ struct loop {
 	struct __kernel_timespec tick_ts;
 };
 
-/* After the ring is open: buffer rings (client and upstream groups), wheel, generator. 0 or -errno. */
-int loop_init(struct loop *l, uint32_t heap_buf_size, uint64_t seed);
+/* After the ring is open: buffer rings (client and upstream groups) and heap buffers big enough
+ * for a head of max_head_bytes plus a ring buffer's worth, the wheel, the generator. 0 or -errno. */
+int loop_init(struct loop *l, uint32_t max_head_bytes, uint64_t seed);
 /* Frees what the loop still holds (closed sockets, pooled pipes and send contexts, buffers) and
  * the ring. */
 void loop_destroy(struct loop *l);

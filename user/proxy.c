@@ -192,8 +192,7 @@ static bool retry(struct leg *lg, bool nothing_sent)
 		segq_move(b, &u->s.out, &old->s.out, old->s.out.bytes);
 	} else {
 		buf_ref(b, lg->req_head_id);
-		if (!segq_push(b, &u->s.out, lg->req_head_id, 0, lg->req_head_len)) {
-			buf_unref(b, lg->req_head_id);
+		if (!segq_push(b, &u->s.out, lg->req_head_id, 0, lg->req_head_len)) { /* ref let go */
 			upstream_release(u, false);
 			return false;
 		}
@@ -445,9 +444,9 @@ static bool relay_head(struct leg *lg, const struct http_response *r)
 		client_close_after(x->c);
 	uint32_t id = buf_heap_get(b);
 	size_t len = id == UINT32_MAX ? 0 : build_response_head(x, r, close, buf_ptr(b, id), buf_cap(b, id));
-	if (len == 0 || !segq_push(b, &x->down->out, id, 0, (uint32_t)len)) {
-		if (id != UINT32_MAX)
-			buf_unref(b, id);
+	if (len == 0 && id != UINT32_MAX)
+		buf_unref(b, id);
+	if (len == 0 || !segq_push(b, &x->down->out, id, 0, (uint32_t)len)) { /* a failed push let id go */
 		leg_fail(lg, id == UINT32_MAX || len ? RW_INTERNAL : RW_UPSTREAM_BAD_RESPONSE,
 			 len ? ENOMEM : 0);
 		return false;
@@ -599,8 +598,7 @@ void proxy_handle(struct exchange *x)
 	lg->req_head_id = id; /* our reference: kept for a retry */
 	lg->req_head_len = (uint32_t)n;
 	buf_ref(b, id);
-	if (!segq_push(b, &u->s.out, id, 0, (uint32_t)n)) {
-		buf_unref(b, id);
+	if (!segq_push(b, &u->s.out, id, 0, (uint32_t)n)) { /* it let its reference go; ours stays */
 		exchange_refuse(x, RW_INTERNAL, NULL, true);
 		return;
 	}
@@ -608,8 +606,6 @@ void proxy_handle(struct exchange *x)
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		uint32_t cid = buf_heap_get(b);
 		if (cid == UINT32_MAX || !segq_push(b, &x->down->out, cid, 0, sizeof cont - 1)) {
-			if (cid != UINT32_MAX)
-				buf_unref(b, cid);
 			exchange_refuse(x, RW_INTERNAL, NULL, true);
 			return;
 		}

@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool same_address(const struct shard_listener *sl, const struct rw_sockaddr *a)
-{
-	return sl->addrlen == a->addrlen && memcmp(&sl->addr, &a->addr, a->addrlen) == 0;
-}
-
 static void wsnap_free(struct wsnap *s)
 {
 	upstream_view_free(&s->ups);
@@ -26,7 +21,7 @@ static void warn_unserved(const struct shard *sh, const struct rw_config *cfg)
 		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
 			bool open = false;
 			for (uint32_t i = 0; i < sh->nlisteners; i++)
-				open |= same_address(&sh->listeners[i], &cfg->frontends[f].listens[k]);
+				open |= rw_sockaddr_is(&cfg->frontends[f].listens[k], &sh->listeners[i].addr, sh->listeners[i].addrlen);
 			if (!open)
 				log_warn("frontend %s: %s is not listened on (new listen addresses need a "
 					 "restart)", cfg->frontends[f].name, cfg->frontends[f].listens[k].text);
@@ -50,7 +45,7 @@ int shard_adopt(struct shard *sh, struct rw_config *cfg)
 	for (uint32_t i = 0; i < sh->nlisteners; i++)
 		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
 			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
-				if (same_address(&sh->listeners[i], &cfg->frontends[f].listens[k]))
+				if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sh->listeners[i].addr, sh->listeners[i].addrlen))
 					s->listener_fe[i] = &cfg->frontends[f];
 	if (sh->id == 0)
 		warn_unserved(sh, cfg);

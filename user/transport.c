@@ -11,11 +11,7 @@
 
 static int plain_received(struct loop *l, struct sock *s, uint32_t bid, uint32_t len)
 {
-	if (!segq_push(&l->bufs, &s->in, bid, 0, len)) {
-		buf_unref(&l->bufs, bid);
-		return -ENOMEM;
-	}
-	return 0;
+	return segq_push(&l->bufs, &s->in, bid, 0, len) ? 0 : -ENOMEM; /* a failed push let bid go */
 }
 
 static struct sendctx *sendctx_get(struct loop *l)

@@ -42,15 +42,10 @@ void upstream_pools_destroy(struct upstream_pools *p)
 	}
 }
 
-static bool same_address(const struct target_pool *pool, const struct rw_sockaddr *a)
-{
-	return pool->addrlen == a->addrlen && memcmp(&pool->addr, &a->addr, a->addrlen) == 0;
-}
-
 static struct target_pool *pool_for(struct upstream_pools *p, const struct rw_sockaddr *a)
 {
 	for (struct target_pool *pool = p->list; pool; pool = pool->next)
-		if (same_address(pool, a))
+		if (rw_sockaddr_is(a, &pool->addr, pool->addrlen))
 			return pool;
 	struct target_pool *pool = calloc(1, sizeof *pool);
 	if (!pool)
