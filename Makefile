@@ -75,7 +75,7 @@ unit-asan: $(UNIT_ASAN)
 FUZZ_SECONDS ?= 300
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) | build/fuzz $(SKEL)
-	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -Ibpf -Ibuild/bpf -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -Ibpf -Ibuild/bpf -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done

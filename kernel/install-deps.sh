@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config liburing-dev libwolfssl-dev libxxhash-dev libbpf-dev
             libyaml-dev libjansson-dev clang llvm bpftool libelf-dev zlib1g-dev)
-test_pkgs=(libcriterion-dev python3-pytest libclang-rt-14-dev curl iproute2)
+test_pkgs=(libcriterion-dev python3-pytest libclang-rt-14-dev curl iproute2 prometheus)
 bench_pkgs=(nginx-light haproxy wrk nghttp2-client linux-perf)
 
 want=()

@@ -97,6 +97,7 @@ bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out)
 	if (!copy)
 		return false;
 	out->text = copy;
+	out->stats = NULL;
 	out->addr = ss;
 	out->addrlen = len;
 	return true;

@@ -13,11 +13,15 @@
 
 struct router;
 struct stage;
+struct route_stats;
+struct upstream_stats;
+struct target_stats;
 
 struct rw_sockaddr {
 	char *text; /* as written: "127.0.0.1:9101", "[::1]:8080" */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	struct target_stats *stats; /* an upstream target's counters (metrics_bind); NULL for listens */
 };
 
 /* Whether a holds the address addr (of len bytes): listeners and pools are keyed this way. */
@@ -38,6 +42,7 @@ struct rw_upstream {
 	uint32_t keepalive;           /* idle pooled connections per worker per target */
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms; /* wait for the response head, and longest gap inside its body */
+	struct upstream_stats *stats; /* its counters (metrics_bind) */
 };
 
 struct rw_route {
@@ -53,6 +58,7 @@ struct rw_route {
 	uint32_t index;     /* position in its frontend's routes */
 	struct stage *stages; /* the policies a request on this route runs, in order (stage.h) */
 	uint32_t nstages;
+	struct route_stats *stats; /* its counters (metrics_bind) */
 };
 
 struct rw_frontend {
@@ -62,6 +68,7 @@ struct rw_frontend {
 	struct rw_route *routes;
 	uint32_t nroutes;
 	struct router *router; /* compiled from routes */
+	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 
 struct rw_limits {

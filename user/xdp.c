@@ -485,6 +485,11 @@ int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **out)
 	return -1;
 }
 
+int xdp_plane_metrics_fd(const struct xdp_plane *plane)
+{
+	return plane ? bpf_map__fd(plane->skel->maps.metrics) : -1;
+}
+
 void xdp_stop(struct xdp_plane *plane)
 {
 	if (!plane)

@@ -59,6 +59,9 @@ struct xdp_plane;
  * start (logged). */
 int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **plane);
 
+/* The running limiter's metrics map (for xdp_metrics_read); -1 for NULL. */
+int xdp_plane_metrics_fd(const struct xdp_plane *plane);
+
 /* Logs the counters, detaches the program and closes the maps; the pins stay. NULL is fine. */
 void xdp_stop(struct xdp_plane *plane);
 
