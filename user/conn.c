@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "exchange.h"
+#include "metrics.h"
 #include "transport.h"
 #include "shard.h"
 
@@ -75,6 +76,8 @@ void client_accepted(struct shard *sh, uint32_t listener, int fd)
 		sh->clients->prev = c;
 	sh->clients = c;
 	sh->nclients++;
+	stat_set(&sh->stats->clients_open, sh->nclients);
+	stat_add(&sh->stats->clients_accepted, 1);
 	c->state = C_HEAD; /* the header timeout runs from accept */
 	client_arm_timer(c);
 	sock_arm_recv(&sh->loop, &c->s);
@@ -101,6 +104,7 @@ static void client_on_free(struct sock *s)
 	if (c->next)
 		c->next->prev = c->prev;
 	sh->nclients--;
+	stat_set(&sh->stats->clients_open, sh->nclients);
 	c->next = sh->free_clients;
 	sh->free_clients = c;
 }
@@ -126,12 +130,27 @@ void client_peer_ip(const struct client *c, char *out, size_t cap)
 		snprintf(out, cap, "unknown");
 }
 
-/* The access-log record of the current exchange (or of a request refused before it had one), and for
- * a refusal also a log line. answer_bytes: the gateway's own answer (a refusal's error response),
- * counted as bytes out. */
+/* The counters of a request that ends (metrics.h): its exchange's, or for a request refused before
+ * it had one, its frontend's (none when the listener's frontend is gone from the snapshot). */
+static void count_request(struct client *c, int status, enum rw_reason r, uint64_t answer_bytes)
+{
+	if (c->x) {
+		exchange_count(c->x, status, r, answer_bytes);
+		return;
+	}
+	const struct rw_frontend *fe = c->sh->snap->listener_fe[c->listener];
+	struct request_sample s = { .status = status, .reason = r, .bytes_out = answer_bytes,
+				    .duration_ns = METRICS_UNTIMED, .upstream_ns = METRICS_UNTIMED };
+	metrics_request(c->sh->stats, fe ? fe->stats : NULL, NULL, &s);
+}
+
+/* The counters, the access-log record of the current exchange (or of a request refused before it
+ * had one), and for a refusal also a log line. answer_bytes: the gateway's own answer (a refusal's
+ * error response), counted as bytes out. */
 static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_t answer_bytes)
 {
 	struct exchange *x = c->x;
+	count_request(c, status, r, answer_bytes);
 	if (r == RW_OK && c->sh->alog.fd < 0)
 		return; /* nothing to write: no formatting on the hot path */
 	char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];

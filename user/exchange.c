@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "metrics.h"
 #include "router.h"
 #include "stage.h"
 #include "upstream.h"
@@ -363,4 +364,22 @@ void exchange_record(const struct exchange *x, struct access_record *rec)
 	rec->bytes_out = x->bytes_out_queued;
 	rec->duration_ms = (double)(now - x->t_start_ns) / 1e6;
 	rec->upstream_ms = lg->t_start_ns ? (double)(up_end - lg->t_start_ns) / 1e6 : -1;
+}
+
+void exchange_count(const struct exchange *x, int status, enum rw_reason r, uint64_t answer_bytes)
+{
+	uint64_t now = now_ns();
+	const struct leg *lg = &x->leg;
+	const struct rw_frontend *fe = x->snap->listener_fe[x->c->listener];
+	struct request_sample s = {
+		.status = status,
+		.reason = r,
+		.bytes_in = x->bytes_in,
+		.bytes_out = x->bytes_out_queued + answer_bytes,
+		.duration_ns = now - x->t_start_ns,
+		.upstream_ns = lg->t_start_ns ? (lg->t_done_ns ? lg->t_done_ns : now) - lg->t_start_ns
+					      : METRICS_UNTIMED,
+	};
+	struct route_stats *rs = x->route ? x->route->stats : fe ? fe->stats : NULL;
+	metrics_request(x->sh->stats, rs, lg->ups ? lg->ups->stats : NULL, &s);
 }

@@ -101,5 +101,9 @@ bool exchange_sending(const struct exchange *x);
 bool exchange_keeps_alive(const struct exchange *x);
 /* The access-log record of the exchange (client, status and reason are the caller's). */
 void exchange_record(const struct exchange *x, struct access_record *rec);
+/* Counts the finished exchange (metrics.h) on its route, or its frontend when it has none, on its
+ * upstream, and on the worker's refusals when r is not RW_OK. answer_bytes: the gateway's own
+ * answer, counted as bytes out. */
+void exchange_count(const struct exchange *x, int status, enum rw_reason r, uint64_t answer_bytes);
 
 #endif

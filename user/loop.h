@@ -7,6 +7,7 @@
 #define RINGWAY_LOOP_H
 
 #include <liburing.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,8 @@ struct loop {
 	uint32_t nsplices;     /* pipes in use (owned by a leg or waiting for completions) */
 	uint64_t rng;          /* xorshift state */
 	uint64_t accept_warned_ms;
+	_Atomic uint64_t *recv_starved; /* per buffer group, the worker's count of multishot recvs
+					 * ended by an empty buffer ring (metrics.h); NULL: none */
 	struct __kernel_timespec tick_ts;
 };
 

@@ -233,6 +233,8 @@ void leg_upstream_failed(struct leg *lg, int err)
 		return;
 	}
 	if (!lg->started) {
+		if (!u->reused) /* a pooled connection closed under a request is keep-alive's race */
+			upconn_target_health(u, false);
 		if (u->s.in.bytes == 0 && can_retry(lg, false) && retry(lg, false))
 			return;
 		leg_fail(lg, RW_UPSTREAM_RESET, err);
@@ -278,6 +280,7 @@ static bool take_response_head(struct leg *lg)
 			continue;
 		}
 		lg->status = r->status;
+		upconn_target_health(u, true);
 		if (http1_response_has_no_body(x->method_id, r->status))
 			lg->resp_mode = RESP_NONE;
 		else if (r->chunked)

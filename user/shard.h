@@ -18,6 +18,7 @@
 
 struct client;
 struct exchange;
+struct worker_stats;
 
 /* A shard's hold on one config snapshot: what the snapshot's names mean on this worker. An
  * exchange holds the wsnap it started on; the shard frees it once no exchange uses it and it is
@@ -39,6 +40,7 @@ struct shard_listener {
 struct shard {
 	struct loop loop;
 	unsigned id;                 /* the worker's number, in logs */
+	struct worker_stats *stats;  /* the worker's counters and its slot in every stats object */
 	bool stopping;               /* draining: no new connections, none kept alive */
 	struct wsnap *snap;          /* the current snapshot */
 	struct shard_listener *listeners;

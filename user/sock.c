@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "splice.h"
 #include "transport.h"
 
@@ -137,6 +138,8 @@ static void on_recv(struct loop *l, struct sock *s, struct io_uring_cqe *cqe)
 		s->inflight--;
 	}
 	int res = cqe->res;
+	if (res == -ENOBUFS && l->recv_starved)
+		stat_add(&l->recv_starved[s->buf_group], 1);
 	if (res > 0) {
 		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		buf_took_from_ring(&l->bufs, bid);

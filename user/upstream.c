@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "transport.h"
 
 void upstream_pools_init(struct upstream_pools *p, struct loop *l)
@@ -42,7 +43,8 @@ void upstream_pools_destroy(struct upstream_pools *p)
 	}
 }
 
-static struct target_pool *pool_for(struct upstream_pools *p, const struct rw_sockaddr *a)
+static struct target_pool *pool_for(struct upstream_pools *p, const struct rw_sockaddr *a,
+				     unsigned worker_id)
 {
 	for (struct target_pool *pool = p->list; pool; pool = pool->next)
 		if (rw_sockaddr_is(a, &pool->addr, pool->addrlen))
@@ -53,6 +55,7 @@ static struct target_pool *pool_for(struct upstream_pools *p, const struct rw_so
 	memcpy(&pool->addr, &a->addr, a->addrlen);
 	pool->addrlen = a->addrlen;
 	snprintf(pool->text, sizeof pool->text, "%s", a->text);
+	pool->stats = &a->stats->slot[worker_id];
 	pool->next = p->list;
 	p->list = pool;
 	return pool;
@@ -78,7 +81,7 @@ int upstream_view_build(struct upstream_view *v, struct upstream_pools *p, const
 			return -1;
 		}
 		for (uint32_t t = 0; t < up->ntargets; t++) {
-			struct target_pool *pool = pool_for(p, &up->targets[t]);
+			struct target_pool *pool = pool_for(p, &up->targets[t], worker_id);
 			if (!pool) {
 				upstream_view_free(v);
 				return -1;
@@ -130,6 +133,20 @@ static uint32_t pick_target(struct upstream_pools *p, struct upstream_view *v,
 	return t;
 }
 
+/* The pool's gauges, for the scrape. */
+static void pool_counted(struct target_pool *pool)
+{
+	stat_set(&pool->stats->active, pool->active);
+	stat_set(&pool->stats->idle, pool->nidle);
+}
+
+void upconn_target_health(struct upconn *u, bool healthy)
+{
+	struct target_slot *t = u->pool->stats;
+	uint64_t now = u->pools->loop->wheel.now_ms;
+	stat_set(healthy ? &t->last_success_ms : &t->last_failure_ms, now ? now : 1);
+}
+
 static void pool_remove(struct upconn *u)
 {
 	struct target_pool *pool = u->pool;
@@ -141,6 +158,7 @@ static void pool_remove(struct upconn *u)
 		u->next->prev = u->prev;
 	u->next = u->prev = NULL;
 	pool->nidle--;
+	pool_counted(pool);
 }
 
 static void upconn_on_data(struct sock *s)
@@ -182,9 +200,12 @@ static void upconn_on_connected(struct sock *s, int res)
 	struct upconn *u = (struct upconn *)s;
 	struct loop *l = u->pools->loop;
 	if (res < 0) {
+		stat_add(&u->pool->stats->connect_failures, 1);
+		upconn_target_health(u, false);
 		upconn_on_eof(s, -res);
 		return;
 	}
+	upconn_target_health(u, true);
 	u->s.connected = true;
 	u->state = U_BUSY;
 	if (u->owner)
@@ -228,6 +249,10 @@ static const struct sock_ops upconn_sock_ops = {
 static void upconn_timer_fired(struct timer *tm)
 {
 	struct upconn *u = container_of(tm, struct upconn, s.tm);
+	if (u->state == U_CONNECTING) {
+		stat_add(&u->pool->stats->connect_timeouts, 1);
+		upconn_target_health(u, false);
+	}
 	if (u->owner)
 		u->owner_ops->timeout(u->owner);
 	else
@@ -265,6 +290,7 @@ static struct upconn *connect_new(struct upstream_pools *p, const struct rw_upst
 	u->pool = pool;
 	u->state = U_CONNECTING;
 	sock_connect(p->loop, &u->s, (const struct sockaddr *)&pool->addr, pool->addrlen);
+	stat_add(&pool->stats->connects, 1);
 	upconn_arm_timer(u, up->connect_timeout_ms);
 	return u;
 }
@@ -284,12 +310,14 @@ struct upconn *upstream_acquire(struct upstream_pools *p, struct upstream_view *
 		u->next = u->prev = NULL;
 		u->state = U_BUSY;
 		u->reused = true;
+		stat_add(&pool->stats->reused, 1);
 	} else if (!(u = connect_new(p, up, pool, why))) {
 		return NULL;
 	}
 	u->owner_ops = ops;
 	u->owner = owner;
 	pool->active++;
+	pool_counted(pool);
 	return u;
 }
 
@@ -310,6 +338,7 @@ void upstream_release(struct upconn *u, bool reusable)
 	u->owner = NULL;
 	u->owner_ops = NULL;
 	pool->active--;
+	pool_counted(pool);
 	timer_cancel(&l->wheel, &u->s.tm);
 	if (!reusable || p->stopping || pool->nidle >= pool->max_idle || u->s.closing ||
 	    u->s.eof || u->s.in.bytes || u->s.out.bytes) {
@@ -323,5 +352,6 @@ void upstream_release(struct upconn *u, bool reusable)
 		pool->idle->prev = u;
 	pool->idle = u;
 	pool->nidle++;
+	pool_counted(pool);
 	sock_resume(l, &u->s); /* an armed recv tells us when the upstream closes it */
 }

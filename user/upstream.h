@@ -38,6 +38,7 @@ struct target_pool {
 	uint32_t nidle;
 	uint32_t active;          /* connections in use, for least_conn */
 	uint32_t max_idle;
+	struct target_slot *stats; /* this worker's counters of the address (metrics.h) */
 };
 
 struct upconn {
@@ -70,8 +71,9 @@ struct upstream_view {
 void upstream_pools_init(struct upstream_pools *p, struct loop *l);
 /* Closes idle connections, frees pools and free structures (after the loop has ended). */
 void upstream_pools_destroy(struct upstream_pools *p);
-/* The view of cfg's upstreams; pools for new addresses are created. worker_id spreads round robin
- * across workers. 0, or -1 when out of memory. */
+/* The view of cfg's upstreams (bound: metrics_bind); pools for new addresses are created, with
+ * worker_id's slot of their target's stats. worker_id also spreads round robin across workers. 0,
+ * or -1 when out of memory. */
 int upstream_view_build(struct upstream_view *v, struct upstream_pools *p, const struct rw_config *cfg,
 			unsigned worker_id);
 void upstream_view_free(struct upstream_view *v);
@@ -87,6 +89,8 @@ int upstream_target_index(const struct upconn *u, const struct upstream_view *v,
 			  const struct rw_upstream *up);
 /* The owner is done with u: keep it in the pool if reusable, else close it. */
 void upstream_release(struct upconn *u, bool reusable);
+/* Passive health of u's target: it sent a response head on u (healthy), or reset u before one. */
+void upconn_target_health(struct upconn *u, bool healthy);
 /* Arms u's deadline (connect, then response); on expiry the owner is told. */
 void upconn_arm_timer(struct upconn *u, uint32_t ms);
 /* The target's address as text. */

@@ -326,11 +326,14 @@ static void join_all(struct worker_set *ws)
 {
 	for (unsigned i = 0; i < ws->n; i++) {
 		pthread_join(ws->workers[i].thread, NULL);
+		atomic_store(&ws->workers[i].shard.stats->cq_overflow, NULL); /* the ring goes */
 		worker_destroy(&ws->workers[i]);
 	}
 	free(ws->workers);
 	ws->workers = NULL;
 	ws->n = 0;
+	metrics_free(ws->metrics);
+	ws->metrics = NULL;
 }
 
 /* Every started worker sets itself up (ring, listeners) and waits at the gate; the main thread opens
@@ -361,8 +364,15 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	unsigned n = cfg->workers ? cfg->workers : (ncpu ? ncpu : 1);
 	ws->workers = calloc(n, sizeof *ws->workers);
 	ws->n = 0;
-	if (!ws->workers)
+	ws->metrics = metrics_new(n);
+	if (!ws->workers || !ws->metrics || metrics_bind(ws->metrics, cfg)) {
+		log_error("out of memory starting the workers");
+		free(ws->workers);
+		ws->workers = NULL;
+		metrics_free(ws->metrics);
+		ws->metrics = NULL;
 		return -1;
+	}
 	pthread_mutex_init(&ws->gate.lock, NULL);
 	pthread_cond_init(&ws->gate.cond, NULL);
 	ws->gate.ready = 0;
@@ -371,6 +381,8 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &ws->workers[i];
 		w->shard.id = i;
+		w->shard.stats = metrics_worker(ws->metrics, i);
+		w->shard.loop.recv_starved = w->shard.stats->recv_starved;
 		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
 		w->mailbox = config_ref(cfg); /* the first snapshot comes like every later one */
 		w->wake_fd = -1;
@@ -389,6 +401,9 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		join_all(ws);
 		return -1;
 	}
+	for (unsigned i = 0; i < n; i++) /* the rings are open: their overflow counters can be read */
+		atomic_store(&ws->workers[i].shard.stats->cq_overflow,
+			     ws->workers[i].shard.loop.ring.cq.koverflow);
 	log_info("%u worker%s started (%s)", n, n == 1 ? "" : "s",
 		 ws->workers[0].cpu >= 0 ? "pinned one per core" : "not pinned");
 	return 0;
@@ -403,6 +418,9 @@ static void wake(struct worker *w)
 
 void workers_swap(struct worker_set *ws, struct rw_config *cfg)
 {
+	if (metrics_bind(ws->metrics, cfg))
+		log_error("out of memory binding the new configuration's metrics: some of its new names "
+			  "are not counted");
 	for (unsigned i = 0; i < ws->n; i++) {
 		struct rw_config *old = atomic_exchange(&ws->workers[i].mailbox, config_ref(cfg));
 		if (old) /* a snapshot the worker had not taken yet: the newer one wins */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "shard.h"
 
 struct start_gate;
@@ -41,14 +42,17 @@ struct worker_set {
 	struct worker *workers;
 	unsigned n;
 	struct start_gate gate;
+	struct metrics *metrics;     /* the workers' counters; bound to every snapshot they are given */
 };
 
-/* Starts n workers on cfg (n = 0: one per available core). Returns 0, or -1 after logging why. */
+/* Starts n workers on cfg (n = 0: one per available core), binding cfg to the set's metrics.
+ * Returns 0, or -1 after logging why. */
 int workers_start(struct worker_set *ws, struct rw_config *cfg);
-/* Hands cfg to every worker: each takes it at its next wake-up for the exchanges that start from
- * then on, and lets the old one go when its last exchange ends. */
+/* Binds cfg to the set's metrics, then hands it to every worker: each takes it at its next wake-up
+ * for the exchanges that start from then on, and lets the old one go when its last exchange ends.
+ * Called on the thread that renders the metrics. */
 void workers_swap(struct worker_set *ws, struct rw_config *cfg);
-/* Asks every worker to drain and stop, and joins them. */
+/* Asks every worker to drain and stop, and joins them; their metrics go too. */
 void workers_stop(struct worker_set *ws);
 
 #endif

@@ -6,10 +6,12 @@
  * Allow; a new snapshot from workers_swap serves new requests while one that started before the
  * swap completes on the old one; a stage that waits for an async result (a timer here, a Redis reply
  * or a key fetch later) resumes the exchange with its head and body intact, or refuses it, and is
- * cancelled when the client goes away while it waits. */
+ * cancelled when the client goes away while it waits; every finished request shows in the metrics
+ * of the workers (its route or frontend, reason, upstream and target). */
 #include "ring_fixture.h"
 
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "config.h"
 #include "exchange.h"
 #include "log.h"
+#include "metrics.h"
 #include "stage.h"
 #include "worker.h"
 
@@ -384,6 +387,60 @@ Test(exchange, swap_serves_new_requests_on_the_new_snapshot_and_finishes_old_one
 	/* and the old snapshot is gone once nothing uses it: new requests stay on b */
 	http("GET /api/again HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &r);
 	cr_assert_str_eq(r.body, "from-b");
+}
+
+/* ---- metrics ------------------------------------------------------------------------------------ */
+
+/* The text has this whole line. */
+static void assert_metric(const char *text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void assert_metric(const char *text, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	line[0] = '\n';
+	int n = vsnprintf(line + 1, sizeof line - 2, fmt, ap);
+	va_end(ap);
+	snprintf(line + 1 + n, sizeof line - 1 - (size_t)n, "\n");
+	cr_assert_not_null(strstr(text, line), "no line \"%.*s\" in:\n%s", n, line + 1, text);
+}
+
+Test(exchange, finished_requests_are_counted_on_their_route_reason_upstream_and_target)
+{
+	struct resp ok, missing, large;
+	http("GET /api/users HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", &ok);
+	cr_assert_eq(ok.status, 200, "%s", ok.text);
+	static const char nope[] = "GET /nope HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+	http(nope, &missing);
+	cr_assert_eq(missing.status, 404, "%s", missing.text);
+	http("POST /api/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2000\r\n"
+	     "Connection: close\r\n\r\n",
+	     &large);
+	cr_assert_eq(large.status, 413, "%s", large.text);
+	/* each answer ended before its connection closed: its counters are in */
+	const struct metrics_process p = { .generation = 1, .xdp_metrics_fd = -1 };
+	size_t len;
+	char *text = metrics_render(WS.metrics, CFG1, &p, &len);
+	cr_assert_not_null(text);
+	assert_metric(text, "ringway_requests_total{frontend=\"f\",route=\"api\",status_class=\"2xx\"} 1");
+	assert_metric(text, "ringway_requests_total{frontend=\"f\",route=\"api\",status_class=\"4xx\"} 1");
+	assert_metric(text, "ringway_requests_total{frontend=\"f\",route=\"\",status_class=\"4xx\"} 1");
+	assert_metric(text, "ringway_request_duration_seconds_count{frontend=\"f\",route=\"api\"} 2");
+	assert_metric(text, "ringway_request_bytes_total{frontend=\"f\",route=\"\"} %zu", strlen(nope));
+	assert_metric(text, "ringway_response_bytes_total{frontend=\"f\",route=\"\"} %zu",
+		      strlen(missing.text));
+	assert_metric(text, "ringway_refusals_total{reason=\"no_route\"} 1");
+	assert_metric(text, "ringway_refusals_total{reason=\"body_too_large\"} 1");
+	assert_metric(text, "ringway_upstream_response_duration_seconds_count{upstream=\"a\"} 1");
+	assert_metric(text, "ringway_upstream_response_duration_seconds_count{upstream=\"b\"} 0");
+	assert_metric(text, "ringway_upstream_target_connects_total{upstream=\"a\",target=\"127.0.0.1:%u\"} 1",
+		      A.port);
+	assert_metric(text, "ringway_upstream_target_healthy{upstream=\"a\",target=\"127.0.0.1:%u\"} 1",
+		      A.port);
+	assert_metric(text, "ringway_upstream_target_connections{upstream=\"a\",target=\"127.0.0.1:%u\","
+		      "state=\"active\"} 0", A.port);
+	assert_metric(text, "ringway_worker_accepted_connections_total{worker=\"0\"} 3");
+	free(text);
 }
 
 /* ---- an async stage ---------------------------------------------------------------------------- */

@@ -2,14 +2,17 @@
  * least connections over a snapshot's view, the keep-alive pool (reuse, its `keepalive` bound, a
  * pooled connection the upstream closes), pools keyed by address and so shared by the views of two
  * snapshots, connection structures reused from the free list, a refused connect and a connect
- * timeout reported to the owner. The targets are listening sockets of the test on 127.0.0.1. */
+ * timeout reported to the owner, and what each of these adds to the target's counters (metrics.h).
+ * The targets are listening sockets of the test on 127.0.0.1. */
 #include "ring_fixture.h"
 
 #include <stdio.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "upstream.h"
 
+static struct metrics *M;
 static struct loop L;
 static struct upstream_pools P;
 static struct upstream_view V;
@@ -79,7 +82,20 @@ static struct rw_config *load(const char *targets, const char *extra)
 		 "    routes:\n"
 		 "      - { name: r, match: { path_prefix: / }, upstream: u }\n",
 		 targets, extra);
-	return fx_config(yaml);
+	struct rw_config *cfg = fx_config(yaml);
+	cr_assert_eq(metrics_bind(M, cfg), 0);
+	return cfg;
+}
+
+/* The worker's (the test's) counters of the first target of CFG's upstream. */
+static struct target_slot *TARGET(void)
+{
+	return &CFG->upstreams[0].targets[0].stats->slot[0];
+}
+
+static uint64_t rd(_Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
 /* n listeners on 127.0.0.1 (lfd[i]) and the configuration of an upstream over them. */
@@ -101,6 +117,8 @@ static void setup(void)
 {
 	fx_loop_open(&L);
 	upstream_pools_init(&P, &L);
+	M = metrics_new(1);
+	cr_assert_not_null(M);
 }
 static void teardown(void)
 {
@@ -111,6 +129,7 @@ static void teardown(void)
 		config_unref(CFG);
 	CFG = NULL;
 	loop_destroy(&L);
+	metrics_free(M);
 }
 
 TestSuite(upstream, .init = setup, .fini = teardown, .timeout = 30);
@@ -229,10 +248,17 @@ Test(upstream, released_connection_is_reused_from_the_pool)
 	struct target_pool *pool = V.pools[0][0];
 	cr_assert_eq(pool->nidle, 1);
 	cr_assert_eq(pool->active, 0);
+	cr_assert_eq(rd(&TARGET()->idle), 1, "the idle gauge follows the pool");
+	cr_assert_eq(rd(&TARGET()->active), 0);
 	fx_turn(&L);
 	cr_assert_eq(acquire(&b), u, "the pooled connection is taken again");
 	cr_assert(u->reused);
 	cr_assert_eq(pool->nidle, 0);
+	cr_assert_eq(rd(&TARGET()->idle), 0);
+	cr_assert_eq(rd(&TARGET()->active), 1);
+	cr_assert_eq(rd(&TARGET()->connects), 1);
+	cr_assert_eq(rd(&TARGET()->reused), 1);
+	cr_assert_neq(rd(&TARGET()->last_success_ms), 0, "a connect is a sign of health");
 	fx_turn(&L);
 	cr_assert_eq(accept_all(lfd, NULL), 0, "a new connection was opened");
 	release(&b, false);
@@ -352,6 +378,9 @@ Test(upstream, connect_refused_reaches_the_owner_as_eof)
 	cr_assert_eq(a.neof, 1);
 	cr_assert_eq(a.eof_err, ECONNREFUSED, "%s", strerror(a.eof_err));
 	cr_assert_eq(a.nconnected, 0);
+	cr_assert_eq(rd(&TARGET()->connect_failures), 1);
+	cr_assert_neq(rd(&TARGET()->last_failure_ms), 0, "the target is seen failing");
+	cr_assert_eq(rd(&TARGET()->last_success_ms), 0);
 	cr_assert(FX_RUN_UNTIL(&L, L.nclosing == 0 && P.free));
 }
 
@@ -382,6 +411,9 @@ Test(upstream, connect_timeout_reaches_the_owner)
 	}
 	cr_assert_eq(a.ntimeout, 1);
 	cr_assert_eq(a.neof, 0);
+	cr_assert_eq(rd(&TARGET()->connect_timeouts), 1);
+	cr_assert_eq(rd(&TARGET()->connect_failures), 0);
+	cr_assert_neq(rd(&TARGET()->last_failure_ms), 0);
 	cr_assert(FX_RUN_UNTIL(&L, L.nclosing == 0 && P.free));
 	close(lfd);
 }
