@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admin.h"
 #include "http1.h"
 #include "router.h"
 #include "schema.h"
@@ -747,7 +748,7 @@ static const struct config_section frontends_section = {
  * sections before it. */
 static const struct config_section *const sections[] = {
 	&workers_section,   &access_log_section, &drain_timeout_section, &limits_section,
-	&upstreams_section, &frontends_section,  &xdp_config_section,
+	&upstreams_section, &frontends_section,  &xdp_config_section,    &admin_config_section,
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
@@ -760,6 +761,7 @@ static void config_free(struct rw_config *cfg)
 		if (sections[i]->free)
 			sections[i]->free(cfg);
 	free(cfg->path);
+	free(cfg->source);
 	free(cfg);
 }
 
@@ -819,7 +821,12 @@ struct rw_config *config_load_string(const char *name, const char *yaml, size_t 
 	struct loader ld = { .file = name };
 	ld.cfg = new_config(&ld, name);
 
-	if (ld.cfg && schema_read_document(&ld, yaml ? yaml : "", yaml ? len : 0)) {
+	if (ld.cfg && (ld.cfg->source = schema_alloc(&ld, len + 1, 1))) {
+		if (len)
+			memcpy(ld.cfg->source, yaml, len);
+		ld.cfg->source_len = len;
+	}
+	if (ld.cfg && !ld.out_of_memory && schema_read_document(&ld, yaml ? yaml : "", yaml ? len : 0)) {
 		yaml_node_t *root = yaml_document_get_root_node(&ld.doc);
 		char buf[80];
 		if (!root)

@@ -117,8 +117,19 @@ struct rw_xdp {
 	uint32_t npolicies;
 };
 
+/* The admin section: the admin API's own listener (admin.h), loopback unless a token guards it. */
+struct rw_admin {
+	bool enabled;              /* the section is present */
+	struct rw_sockaddr listen; /* default 127.0.0.1:9901 */
+	char *token;               /* NULL: no bearer token asked for */
+};
+
 struct rw_config {
 	char *path;
+	char *source;           /* the YAML text it was read from (GET /config shows it, redacted) */
+	size_t source_len;
+	uint64_t generation;    /* 1 for the configuration started with, +1 per reload (set before
+				 * the snapshot is handed to the workers) */
 	uint32_t workers;       /* 0: one per available core */
 	uint8_t access_log;     /* enum rw_access_log */
 	char *access_log_path;  /* for ACCESS_LOG_FILE */
@@ -129,6 +140,7 @@ struct rw_config {
 	struct rw_frontend *frontends;
 	uint32_t nfrontends;
 	struct rw_xdp xdp;
+	struct rw_admin admin;
 	atomic_uint refs;       /* holders of this snapshot; freed when it drops to 0 */
 };
 

@@ -1,4 +1,4 @@
-/* log.c — log lines to stderr and the buffered JSON access log. */
+/* log.c — log lines to stderr, and the JSON line of an access-log record. */
 #include "log.h"
 
 #include <errno.h>
@@ -70,30 +70,6 @@ size_t json_escape(char *out, size_t cap, const char *s, size_t len)
 	return writer_len(&w);
 }
 
-void access_log_flush(struct access_log *al)
-{
-	size_t off = 0;
-	while (off < al->len) {
-		/* whole lines of at most PIPE_BUF bytes: writes to a pipe that big are atomic, so the
-		 * lines of different workers never interleave */
-		size_t n = al->len - off;
-		if (n > PIPE_BUF) {
-			n = PIPE_BUF;
-			while (n > 1 && al->buf[off + n - 1] != '\n')
-				n--;
-			if (n == 1)
-				n = PIPE_BUF; /* a single line longer than PIPE_BUF */
-		}
-		ssize_t w = write(al->fd, al->buf + off, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break; /* a full disk must not stop the gateway; the batch is dropped */
-		off += (size_t)w;
-	}
-	al->len = 0;
-}
-
 /* A JSON string of s as it is, or null. */
 static void put_string_or_null(struct writer *w, const char *s)
 {
@@ -106,13 +82,9 @@ static void put_string_or_null(struct writer *w, const char *s)
 	w_put(w, "\"", 1);
 }
 
-void access_log_write(struct access_log *al, const struct access_record *r)
+size_t access_record_format(const struct access_record *r, char *out, size_t cap)
 {
-	if (al->fd < 0)
-		return;
-	if (sizeof al->buf - al->len < 4096)
-		access_log_flush(al);
-	struct writer w = writer_init(al->buf + al->len, sizeof al->buf - al->len);
+	struct writer w = writer_init(out, cap);
 	w_str(&w, "{\"ts\":\"");
 	put_time(&w);
 	w_str(&w, "\",\"worker\":");
@@ -141,9 +113,9 @@ void access_log_write(struct access_log *al, const struct access_record *r)
 	w_ms(&w, r->upstream_ms);
 	w_str(&w, "}\n");
 	if (w.overflow) { /* only with route or upstream names of kilobytes: no half a line */
-		log_warn("access log: a record of route %s did not fit in 4 KiB, dropped",
-			 r->route ? r->route : "(none)");
-		return;
+		log_warn("access log: a record of route %s did not fit in %zu bytes, dropped",
+			 r->route ? r->route : "(none)", cap);
+		return 0;
 	}
-	al->len += writer_len(&w);
+	return writer_len(&w);
 }

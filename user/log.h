@@ -1,5 +1,5 @@
 /* log.h — the gateway's own log lines (stderr, one line each, with level and worker) and the
- * access log (one JSON object per request, buffered per worker, written in batches). */
+ * access log's record (one JSON object per request; access_log.h writes them). */
 #ifndef RINGWAY_LOG_H
 #define RINGWAY_LOG_H
 
@@ -18,14 +18,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
-/* A per-worker access-log buffer. fd < 0 means access logging is off. */
-struct access_log {
-	int fd;
-	size_t len;
-	char buf[32768];
-};
-
-/* Appends one record; flushes when the buffer is nearly full. */
+/* One access-log record: the fields of a finished (or refused) request. */
 struct access_record {
 	const char *client;      /* "ip:port" */
 	const char *method;
@@ -42,8 +35,10 @@ struct access_record {
 	double upstream_ms;      /* -1 when no upstream was asked */
 	unsigned worker;
 };
-void access_log_write(struct access_log *al, const struct access_record *r);
-void access_log_flush(struct access_log *al);
+/* Writes the record as one JSON line into out; returns its length, or 0 when it does not fit in
+ * cap (said in a log line: only route or upstream names of kilobytes do that). The writer of the
+ * lines is access_log.h. */
+size_t access_record_format(const struct access_record *r, char *out, size_t cap);
 
 /* Appends s as a JSON string body (without quotes) to out; returns bytes written (never more than
  * cap, cut before an escape that would cross it). Control and non-ASCII bytes are escaped. A thin

@@ -13,15 +13,13 @@
 #include "sock.h"
 #include "splice.h"
 
-/* Two buffer groups, so that clients holding buffers can never stop upstream responses (which
- * free them) from being read. */
-#define RING_BUFS_CLIENT 512
-#define RING_BUFS_UPSTREAM 512
+/* Two buffer groups (of nbufs each), so that clients holding buffers can never stop upstream
+ * responses (which free them) from being read. */
 #define RING_BUF_SIZE 16384
 
-int loop_init(struct loop *l, uint32_t max_head_bytes, uint64_t seed)
+int loop_init(struct loop *l, uint32_t nbufs, uint32_t max_head_bytes, uint64_t seed)
 {
-	int ret = bufs_init(&l->bufs, &l->ring, RING_BUFS_CLIENT, RING_BUFS_UPSTREAM, RING_BUF_SIZE,
+	int ret = bufs_init(&l->bufs, &l->ring, nbufs, nbufs, RING_BUF_SIZE,
 			    max_head_bytes + RING_BUF_SIZE + 4096);
 	if (ret)
 		return ret;
@@ -86,6 +84,14 @@ void listener_stop(struct loop *l, struct listener *li)
 	li->fd = -1;
 }
 
+void listener_retire(struct loop *l, struct listener *li)
+{
+	li->retiring = true;
+	listener_stop(l, li);
+	if (!li->armed)
+		li->on_retired(li);
+}
+
 static void backoff_over(struct timer *t)
 {
 	struct listener *li = container_of(t, struct listener, backoff_tm);
@@ -116,11 +122,20 @@ static void on_accept(struct loop *l, struct listener *li, struct io_uring_cqe *
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		li->armed = false;
 	int res = cqe->res;
+	if (li->retiring) {
+		if (res >= 0)
+			close(res);
+		if (!li->armed)
+			li->on_retired(li);
+		return;
+	}
 	if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
 		accept_backoff(l, li, cqe);
 		return;
 	}
-	if (res >= 0)
+	if (res >= 0 && li->fd < 0) /* accepted while it was being stopped */
+		close(res);
+	else if (res >= 0)
 		li->on_accept(li, res);
 	else if (res != -ECANCELED && li->fd >= 0) /* a stopped listener's accept ends with EINVAL */
 		log_warn("accept: %s", strerror(-res));

@@ -45,13 +45,16 @@ struct loop_task {
 } RING_ALIGNED;
 
 /* A listening socket with one multishot accept armed. on_accept gets each accepted descriptor
- * and owns it from then on. Out of descriptors or memory, accepting pauses for a tick. */
+ * and owns it from then on. Out of descriptors or memory, accepting pauses for a tick. A listener
+ * retired with listener_retire is handed to on_retired once no operation names it any more. */
 struct listener {
 	int fd;
 	bool armed;
 	bool backoff;
+	bool retiring;
 	struct timer backoff_tm;
 	void (*on_accept)(struct listener *li, int fd);
+	void (*on_retired)(struct listener *li);
 	struct loop *loop;
 	void *owner;
 	uint32_t index; /* in the owner's list */
@@ -77,9 +80,14 @@ struct loop {
 	struct __kernel_timespec tick_ts;
 };
 
-/* After the ring is open: buffer rings (client and upstream groups) and heap buffers big enough
- * for a head of max_head_bytes plus a ring buffer's worth, the wheel, the generator. 0 or -errno. */
-int loop_init(struct loop *l, uint32_t max_head_bytes, uint64_t seed);
+/* Buffers per buffer ring: a worker's, and the control thread's (the admin API's few clients). */
+#define LOOP_BUFS_WORKER 512
+#define LOOP_BUFS_CONTROL 16
+
+/* After the ring is open: buffer rings of nbufs buffers each (client and upstream groups; a power
+ * of two) and heap buffers big enough for a head of max_head_bytes plus a ring buffer's worth, the
+ * wheel, the generator. 0 or -errno. */
+int loop_init(struct loop *l, uint32_t nbufs, uint32_t max_head_bytes, uint64_t seed);
 /* Frees what the loop still holds (closed sockets, pooled pipes and send contexts, buffers) and
  * the ring. */
 void loop_destroy(struct loop *l);
@@ -100,5 +108,8 @@ uint64_t loop_random(struct loop *l);
 void listener_arm(struct loop *l, struct listener *li);
 /* Ends the multishot accept and closes the listening socket. */
 void listener_stop(struct loop *l, struct listener *li);
+/* A listener taken out of service for good: it stops (connections not accepted yet are closed),
+ * and on_retired gets it once its accept has ended (at once if none was armed). */
+void listener_retire(struct loop *l, struct listener *li);
 
 #endif

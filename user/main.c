@@ -1,6 +1,7 @@
-/* main.c — the command line (run, check, limits, probe, --help, --version) and the process's
- * signals: SIGTERM and SIGINT drain and stop the workers. The XDP limiter is attached before the
- * workers start and detached after they stop. */
+/* main.c — the command line (run, check, limits, probe, --help, --version) and the order of a
+ * run: the XDP limiter attached, the workers started, the control plane (control.h: signals,
+ * reload, admin API) run until SIGTERM or SIGINT, then the workers drained and the limiter
+ * detached. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "control.h"
 #include "limits_cmd.h"
 #include "log.h"
 #include "probe.h"
@@ -23,7 +25,8 @@ static void usage(FILE *to)
 	      "       ringway --help | --version\n"
 	      "\n"
 	      "  run     run the gateway in the foreground (logs on stderr); SIGTERM or SIGINT\n"
-	      "          stops accepting, lets in-flight requests finish (drain_timeout), exits 0\n"
+	      "          stops accepting, lets in-flight requests finish (drain_timeout), exits 0;\n"
+	      "          SIGHUP reloads the configuration file, SIGUSR1 reopens the access log\n"
 	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n"
 	      "  limits  inspect and change the XDP limiter's pinned maps (ringway limits --help)\n"
 	      "  probe   what this host's kernel offers and what ringway will use of it; exits 1\n"
@@ -43,20 +46,18 @@ static struct rw_config *load(const char *path)
 
 static int cmd_run(struct rw_config *cfg)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	control_block_signals(); /* before any thread starts: they all inherit the mask */
+	struct control *ctl = control_open(cfg);
 	struct xdp_plane *xdp = NULL;
-	if (xdp_start(&cfg->xdp, &xdp)) {
+	if (!ctl || xdp_start(&cfg->xdp, &xdp)) {
+		control_close(ctl);
 		config_unref(cfg);
 		return 1;
 	}
 	struct worker_set ws = { 0 };
 	if (workers_start(&ws, cfg)) {
 		xdp_stop(xdp);
+		control_close(ctl);
 		config_unref(cfg);
 		return 1;
 	}
@@ -64,14 +65,15 @@ static int cmd_run(struct rw_config *cfg)
 		for (uint32_t i = 0; i < cfg->frontends[f].nlistens; i++)
 			log_info("frontend %s listening on %s", cfg->frontends[f].name,
 				 cfg->frontends[f].listens[i].text);
-	int sig = 0;
-	sigwait(&set, &sig);
-	log_info("%s: draining (up to %u ms), then stopping", strsignal(sig), cfg->drain_timeout_ms);
+	config_unref(cfg); /* the control plane holds the running snapshot, reloads replace it */
+	int sig = control_run(ctl, &ws, xdp);
+	if (sig > 0)
+		log_info("%s: draining (up to drain_timeout), then stopping", strsignal(sig));
+	control_close(ctl);
 	workers_stop(&ws);
 	xdp_stop(xdp);
-	config_unref(cfg);
 	log_info("stopped");
-	return 0;
+	return sig > 0 ? 0 : 1;
 }
 
 static int parse_level(const char *name)

@@ -824,3 +824,11 @@ char *metrics_upstreams_json(struct metrics *m, const struct rw_config *cfg, siz
 	scrape_free(&s);
 	return out;
 }
+
+uint64_t metrics_open_connections(const struct metrics *m)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < m->nworkers; i++)
+		n += atomic_load_explicit(&m->workers[i].clients_open, memory_order_relaxed);
+	return n;
+}

@@ -138,5 +138,7 @@ char *metrics_render(struct metrics *m, const struct rw_config *cfg, const struc
  * "last_failure_ms_ago" (null when none)}]} for cfg's upstreams. malloc'd (a NUL follows), NULL
  * when out of memory. */
 char *metrics_upstreams_json(struct metrics *m, const struct rw_config *cfg, size_t *len);
+/* Open client connections, summed over the workers (GET /status). */
+uint64_t metrics_open_connections(const struct metrics *m);
 
 #endif

@@ -14,20 +14,6 @@ static void wsnap_free(struct wsnap *s)
 	free(s);
 }
 
-/* Says which listen addresses of cfg no listener of the shard serves. */
-static void warn_unserved(const struct shard *sh, const struct rw_config *cfg)
-{
-	for (uint32_t f = 0; f < cfg->nfrontends; f++)
-		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
-			bool open = false;
-			for (uint32_t i = 0; i < sh->nlisteners; i++)
-				open |= rw_sockaddr_is(&cfg->frontends[f].listens[k], &sh->listeners[i].addr, sh->listeners[i].addrlen);
-			if (!open)
-				log_warn("frontend %s: %s is not listened on (new listen addresses need a "
-					 "restart)", cfg->frontends[f].name, cfg->frontends[f].listens[k].text);
-		}
-}
-
 int shard_adopt(struct shard *sh, struct rw_config *cfg)
 {
 	struct wsnap *s = calloc(1, sizeof *s);
@@ -42,13 +28,15 @@ int shard_adopt(struct shard *sh, struct rw_config *cfg)
 	}
 	s->cfg = cfg;
 	s->users = 1;
-	for (uint32_t i = 0; i < sh->nlisteners; i++)
+	for (uint32_t i = 0; i < sh->nlisteners; i++) {
+		const struct shard_listener *sl = sh->listeners[i];
+		if (!sl || sl->removed)
+			continue;
 		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
 			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
-				if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sh->listeners[i].addr, sh->listeners[i].addrlen))
+				if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sl->addr, sl->addrlen))
 					s->listener_fe[i] = &cfg->frontends[f];
-	if (sh->id == 0)
-		warn_unserved(sh, cfg);
+	}
 	struct wsnap *old = sh->snap;
 	sh->snap = s;
 	if (old)

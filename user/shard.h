@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "http1.h"
+#include "access_log.h"
 #include "log.h"
 #include "loop.h"
 #include "upstream.h"
@@ -35,6 +36,7 @@ struct shard_listener {
 	struct listener li;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	bool removed;        /* no longer configured: retiring, its slot freed once its accept ends */
 } RING_ALIGNED;
 
 struct shard {
@@ -43,8 +45,8 @@ struct shard {
 	struct worker_stats *stats;  /* the worker's counters and its slot in every stats object */
 	bool stopping;               /* draining: no new connections, none kept alive */
 	struct wsnap *snap;          /* the current snapshot */
-	struct shard_listener *listeners;
-	uint32_t nlisteners;
+	struct shard_listener **listeners; /* slots (a client names its listener's); NULL: free */
+	uint32_t nlisteners;               /* slots */
 	struct upstream_pools pools;
 	struct access_log alog;
 	uint32_t nclients;

@@ -44,6 +44,25 @@ void sock_flush(struct loop *l, struct sock *s)
 	s->tx->flush(l, s);
 }
 
+bool sock_write_copy(struct loop *l, struct sock *s, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len) {
+		uint32_t id = buf_heap_get(&l->bufs);
+		if (id == UINT32_MAX)
+			return false;
+		uint32_t n = buf_cap(&l->bufs, id);
+		if (n > len)
+			n = (uint32_t)len;
+		memcpy(buf_ptr(&l->bufs, id), p, n);
+		if (!segq_push(&l->bufs, &s->out, id, 0, n)) /* it let id go */
+			return false;
+		p += n;
+		len -= n;
+	}
+	return true;
+}
+
 void sock_pause(struct loop *l, struct sock *s)
 {
 	if (s->paused)

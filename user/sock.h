@@ -69,6 +69,9 @@ void sock_init(struct sock *s, int fd, unsigned buf_group, const struct sock_ops
 void sock_arm_recv(struct loop *l, struct sock *s);
 /* Starts a send of what is queued in s->out if none is in flight. */
 void sock_flush(struct loop *l, struct sock *s);
+/* Copies len bytes into heap buffers queued on s->out (not sent yet: sock_flush). False when out
+ * of memory (a part may be queued). For answers the gateway writes itself, not for relayed bytes. */
+bool sock_write_copy(struct loop *l, struct sock *s, const void *data, size_t len);
 void sock_pause(struct loop *l, struct sock *s);
 void sock_resume(struct loop *l, struct sock *s);
 /* Ends the write side (FIN) now, with s->out empty; reading goes on. */

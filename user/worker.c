@@ -1,6 +1,7 @@
-/* worker.c — a worker thread: ring set-up (with the fastest flags the kernel accepts), its
- * listeners, the event loop, new config snapshots taken from the mailbox, draining on shutdown,
- * and starting and stopping the set of workers. */
+/* worker.c — a worker thread: ring set-up (with the fastest flags the kernel accepts), the event
+ * loop, handovers taken from the mailbox (a snapshot, its new listeners, the retirement of the
+ * removed ones), reopened access logs, draining on shutdown; and the set of workers: starting,
+ * handing over (listening sockets opened first, then every worker waited for), stopping. */
 #include "worker.h"
 
 #include <errno.h>
@@ -83,6 +84,82 @@ static int listen_socket(const struct rw_sockaddr *a)
 	return fd;
 }
 
+/* ---- handovers ------------------------------------------------------------------------------ */
+
+/* A snapshot for one worker, and its sockets for the listen addresses the snapshot adds. */
+struct handover {
+	struct rw_config *cfg;
+	uint64_t number;
+	uint32_t nnew;
+	int *fds;                          /* [nnew] */
+	const struct rw_sockaddr **addrs;  /* [nnew], inside cfg */
+};
+
+static void handover_free(struct handover *h)
+{
+	for (uint32_t i = 0; i < h->nnew; i++)
+		if (h->fds[i] >= 0)
+			close(h->fds[i]);
+	free(h->fds);
+	free(h->addrs);
+	if (h->cfg)
+		config_unref(h->cfg);
+	free(h);
+}
+
+static bool configured(const struct rw_config *cfg, const struct shard_listener *sl)
+{
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
+			if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sl->addr, sl->addrlen))
+				return true;
+	return false;
+}
+
+static void listener_retired(struct listener *li)
+{
+	struct shard *sh = li->owner;
+	sh->listeners[li->index] = NULL;
+	free(container_of(li, struct shard_listener, li));
+}
+
+/* Stops accepting on the listeners cfg no longer has; their connections close once idle. */
+static void retire_removed(struct shard *sh, const struct rw_config *cfg)
+{
+	for (uint32_t i = 0; i < sh->nlisteners; i++) {
+		struct shard_listener *sl = sh->listeners[i];
+		if (!sl || sl->removed || configured(cfg, sl))
+			continue;
+		sl->removed = true;
+		for (struct client *c = sh->clients, *next; c; c = next) {
+			next = c->next;
+			if (c->listener == i)
+				client_drain(c);
+		}
+		listener_retire(&sh->loop, &sl->li);
+	}
+}
+
+/* A free slot no client names any more (their frontend is looked up by slot), or a new one. */
+static int free_slot(struct shard *sh)
+{
+	for (uint32_t i = 0; i < sh->nlisteners; i++) {
+		if (sh->listeners[i])
+			continue;
+		bool named = false;
+		for (struct client *c = sh->clients; c && !named; c = c->next)
+			named = c->listener == i;
+		if (!named)
+			return (int)i;
+	}
+	struct shard_listener **grown = realloc(sh->listeners, (sh->nlisteners + 1) * sizeof *grown);
+	if (!grown)
+		return -1;
+	sh->listeners = grown;
+	sh->listeners[sh->nlisteners] = NULL;
+	return (int)sh->nlisteners++;
+}
+
 static void on_accept(struct listener *li, int fd)
 {
 	struct shard *sh = li->owner;
@@ -96,19 +173,53 @@ static void on_accept(struct listener *li, int fd)
 	client_accepted(sh, li->index, fd);
 }
 
-/* ---- snapshots ------------------------------------------------------------------------------ */
-
-/* A snapshot from the mailbox becomes the shard's current one. */
-static void adopt_snapshot(struct worker *w)
+/* The handover's new sockets become listeners, armed when the worker runs (else it arms them all
+ * when it starts). -1 when out of memory. */
+static int add_listeners(struct shard *sh, struct handover *h, bool running)
 {
-	struct rw_config *cfg = atomic_exchange(&w->mailbox, NULL);
-	if (!cfg)
+	for (uint32_t k = 0; k < h->nnew; k++) {
+		struct shard_listener *sl = aligned_alloc(16, (sizeof *sl + 15) & ~(size_t)15);
+		int slot = sl ? free_slot(sh) : -1;
+		if (slot < 0) {
+			free(sl);
+			return -1;
+		}
+		memset(sl, 0, sizeof *sl);
+		sl->li = (struct listener){ .fd = h->fds[k], .on_accept = on_accept,
+					    .on_retired = listener_retired, .loop = &sh->loop,
+					    .owner = sh, .index = (uint32_t)slot };
+		memcpy(&sl->addr, &h->addrs[k]->addr, h->addrs[k]->addrlen);
+		sl->addrlen = h->addrs[k]->addrlen;
+		h->fds[k] = -1; /* the listener's now */
+		sh->listeners[slot] = sl;
+		if (running)
+			listener_arm(&sh->loop, &sl->li);
+	}
+	return 0;
+}
+
+/* The handover in the mailbox, if any: the removed listeners retired, the new ones added, the
+ * snapshot adopted. */
+static void take_handover(struct worker *w, bool running)
+{
+	struct handover *h = atomic_exchange(&w->mailbox, NULL);
+	if (!h)
 		return;
-	const char *path = cfg->path ? cfg->path : "";
-	if (shard_adopt(&w->shard, cfg))
-		log_error("out of memory taking the new configuration: keeping the running one");
-	else
-		log_info("configuration %s in use", path);
+	struct shard *sh = &w->shard;
+	if (sh->snap)
+		retire_removed(sh, h->cfg);
+	if (add_listeners(sh, h, running) || shard_adopt(sh, config_ref(h->cfg)))
+		log_error("out of memory taking configuration generation %llu: keeping the running one",
+			  (unsigned long long)h->cfg->generation);
+	atomic_store(&w->taken, h->number);
+	handover_free(h);
+}
+
+static void take_log(struct worker *w)
+{
+	int fd = atomic_exchange(&w->log_mailbox, LOG_MAILBOX_EMPTY);
+	if (fd != LOG_MAILBOX_EMPTY)
+		access_log_reopen(&w->shard.alog, fd);
 }
 
 static void arm_wake(struct worker *w);
@@ -116,7 +227,8 @@ static void arm_wake(struct worker *w);
 static void on_wake(struct loop_task *t, struct io_uring_cqe *cqe)
 {
 	struct worker *w = container_of(t, struct worker, wake_task);
-	adopt_snapshot(w);
+	take_handover(w, true);
+	take_log(w);
 	if (!atomic_load(&w->stop_requested))
 		arm_wake(w);
 }
@@ -128,76 +240,32 @@ static void arm_wake(struct worker *w)
 	io_uring_sqe_set_data64(sqe, UD(&w->wake_task, OP_TASK));
 }
 
+
 /* ---- set-up ---------------------------------------------------------------------------------- */
 
-static int open_listeners(struct worker *w, const struct rw_config *cfg)
+/* Ring, buffers, pools, wake-up, then the first handover (listeners and snapshot). */
+static int worker_setup(struct worker *w)
 {
-	uint32_t n = 0;
-	for (uint32_t f = 0; f < cfg->nfrontends; f++)
-		n += cfg->frontends[f].nlistens;
-	w->shard.listeners = calloc(n ? n : 1, sizeof *w->shard.listeners);
-	if (!w->shard.listeners)
-		return -1;
-	for (uint32_t f = 0; f < cfg->nfrontends; f++) {
-		const struct rw_frontend *fe = &cfg->frontends[f];
-		for (uint32_t i = 0; i < fe->nlistens; i++) {
-			int fd = listen_socket(&fe->listens[i]);
-			if (fd < 0) {
-				log_error("listen %s: %s", fe->listens[i].text, strerror(-fd));
-				return -1;
-			}
-			struct shard_listener *sl = &w->shard.listeners[w->shard.nlisteners];
-			sl->li = (struct listener){ .fd = fd, .on_accept = on_accept, .loop = &w->shard.loop,
-						    .owner = &w->shard, .index = w->shard.nlisteners };
-			memcpy(&sl->addr, &fe->listens[i].addr, fe->listens[i].addrlen);
-			sl->addrlen = fe->listens[i].addrlen;
-			w->shard.nlisteners++;
-		}
-	}
-	return 0;
-}
-
-static int open_access_log(struct worker *w, const struct rw_config *cfg)
-{
-	w->shard.alog.fd = -1;
-	if (cfg->access_log == ACCESS_LOG_STDERR)
-		w->shard.alog.fd = STDERR_FILENO;
-	else if (cfg->access_log == ACCESS_LOG_FILE) {
-		w->shard.alog.fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (w->shard.alog.fd < 0) {
-			log_error("access_log %s: %s", cfg->access_log_path, strerror(errno));
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Ring, buffers, pools, access log, wake-up, listeners, then the first snapshot (cfg's reference
- * is the worker's from here on, whatever happens). */
-static int worker_setup(struct worker *w, struct rw_config *cfg)
-{
+	struct handover *h = atomic_load(&w->mailbox);
 	upstream_pools_init(&w->shard.pools, &w->shard.loop);
-	if (ring_setup(w) || probe_ops(w)) {
-		config_unref(cfg);
+	if (ring_setup(w) || probe_ops(w))
 		return -1;
-	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	int ret = loop_init(&w->shard.loop, cfg->limits.max_header_bytes,
+	int ret = loop_init(&w->shard.loop, LOOP_BUFS_WORKER, h->cfg->limits.max_header_bytes,
 			    (uint64_t)ts.tv_nsec ^ ((uint64_t)(w->shard.id + 1) << 32));
 	if (ret) {
 		log_error("io_uring: provided buffer ring registration failed: %s (multishot recv into a "
 			  "buffer ring needs Linux 6.0 or later)", strerror(-ret));
-		config_unref(cfg);
 		return -1;
 	}
+	access_log_init(&w->shard.alog, &w->shard.loop, atomic_exchange(&w->log_mailbox, LOG_MAILBOX_EMPTY));
 	w->wake_task.fn = on_wake;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (open_access_log(w, cfg) || w->wake_fd < 0 || open_listeners(w, cfg)) {
-		config_unref(cfg);
+	if (w->wake_fd < 0)
 		return -1;
-	}
-	return shard_adopt(&w->shard, cfg);
+	take_handover(w, false);
+	return w->shard.snap ? 0 : -1;
 }
 
 /* ---- running and draining -------------------------------------------------------------------- */
@@ -225,7 +293,8 @@ static void begin_drain(struct worker *w)
 	w->shard.stopping = true;
 	w->shard.pools.stopping = true;
 	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
-		listener_stop(&w->shard.loop, &w->shard.listeners[i].li);
+		if (w->shard.listeners[i])
+			listener_stop(&w->shard.loop, &w->shard.listeners[i]->li);
 	timer_arm(&w->shard.loop.wheel, &w->drain_tm, shard_cfg(&w->shard)->drain_timeout_ms, drain_expired);
 	for (struct client *c = w->shard.clients, *next; c; c = next) {
 		next = c->next;
@@ -248,7 +317,7 @@ static void *worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 	}
 	/* the ring is created here: with SINGLE_ISSUER only its creator thread may submit */
-	w->start_error = worker_setup(w, atomic_exchange(&w->mailbox, NULL));
+	w->start_error = worker_setup(w);
 	struct start_gate *g = w->gate;
 	pthread_mutex_lock(&g->lock);
 	g->ready++;
@@ -259,33 +328,37 @@ static void *worker_main(void *arg)
 	if (w->start_error || atomic_load(&w->stop_requested))
 		return NULL;
 	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
-		listener_arm(&w->shard.loop, &w->shard.listeners[i].li);
+		if (w->shard.listeners[i])
+			listener_arm(&w->shard.loop, &w->shard.listeners[i]->li);
 	arm_wake(w);
 	for (;;) {
 		if (!w->shard.stopping && atomic_load(&w->stop_requested))
 			begin_drain(w);
-		/* done when no client is left and every closed socket's operations have ended */
-		if (w->shard.stopping && ((w->shard.nclients == 0 && w->shard.loop.nclosing == 0) || w->gave_up))
+		/* done when no client is left, every closed socket's operations have ended and the
+		 * access log is written */
+		if (w->shard.stopping && ((w->shard.nclients == 0 && w->shard.loop.nclosing == 0 &&
+					   access_log_idle(&w->shard.alog)) || w->gave_up))
 			break;
 		int ret = loop_run_once(&w->shard.loop);
 		if (ret < 0) {
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 			break;
 		}
-		if (w->shard.alog.len)
-			access_log_flush(&w->shard.alog);
+		access_log_flush(&w->shard.alog);
 	}
 	loop_flush_closes(&w->shard.loop);
-	access_log_flush(&w->shard.alog);
 	return NULL;
 }
 
 static void worker_destroy(struct worker *w)
 {
 	sock_free_closed(&w->shard.loop, false); /* before the pools their connections go back to */
-	for (uint32_t i = 0; i < w->shard.nlisteners; i++)
-		if (w->shard.listeners[i].li.fd >= 0)
-			close(w->shard.listeners[i].li.fd);
+	for (uint32_t i = 0; i < w->shard.nlisteners; i++) {
+		struct shard_listener *sl = w->shard.listeners[i];
+		if (sl && sl->li.fd >= 0)
+			close(sl->li.fd);
+		free(sl);
+	}
 	free(w->shard.listeners);
 	upstream_pools_destroy(&w->shard.pools);
 	while (w->shard.free_clients) {
@@ -301,11 +374,13 @@ static void worker_destroy(struct worker *w)
 	loop_destroy(&w->shard.loop);
 	if (w->shard.snap)
 		shard_snap_release(w->shard.snap);
-	struct rw_config *pending = atomic_exchange(&w->mailbox, NULL);
+	struct handover *pending = atomic_exchange(&w->mailbox, NULL);
 	if (pending)
-		config_unref(pending);
-	if (w->shard.alog.fd > STDERR_FILENO)
-		close(w->shard.alog.fd);
+		handover_free(pending);
+	access_log_close(&w->shard.alog);
+	int log_fd = atomic_exchange(&w->log_mailbox, LOG_MAILBOX_EMPTY);
+	if (log_fd > STDERR_FILENO)
+		close(log_fd);
 	if (w->wake_fd > 0)
 		close(w->wake_fd);
 }
@@ -357,26 +432,160 @@ static bool gate_wait_all(struct worker_set *ws)
 	return ok;
 }
 
+/* ---- the set of workers ----------------------------------------------------------------------- */
+
+static bool is_open(const struct worker_set *ws, const struct rw_sockaddr *a)
+{
+	for (uint32_t i = 0; i < ws->nopen; i++)
+		if (rw_sockaddr_is(a, &ws->open[i].addr, ws->open[i].addrlen))
+			return true;
+	return false;
+}
+
+/* One handover per worker for cfg, with a socket per worker for each listen address not open
+ * yet. 0, or -1 with why in err (nothing left open). */
+static int prepare_handovers(struct worker_set *ws, unsigned n, struct rw_config *cfg,
+			     struct handover **out, char *err, size_t errlen)
+{
+	uint32_t nnew = 0;
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
+			nnew += !is_open(ws, &cfg->frontends[f].listens[k]);
+	uint64_t number = ws->handovers + 1;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		struct handover *h = calloc(1, sizeof *h);
+		out[i] = h;
+		if (!h || !(h->fds = calloc(nnew ? nnew : 1, sizeof *h->fds)) ||
+		    !(h->addrs = calloc(nnew ? nnew : 1, sizeof *h->addrs))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		h->cfg = config_ref(cfg);
+		h->number = number;
+		for (uint32_t f = 0; f < cfg->nfrontends; f++)
+			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
+				const struct rw_sockaddr *a = &cfg->frontends[f].listens[k];
+				if (is_open(ws, a))
+					continue;
+				int fd = listen_socket(a);
+				if (fd < 0) {
+					snprintf(err, errlen, "listen %s: %s", a->text, strerror(-fd));
+					goto fail;
+				}
+				h->addrs[h->nnew] = a;
+				h->fds[h->nnew++] = fd;
+			}
+	}
+	return 0;
+fail:
+	for (unsigned i = 0; i < n; i++)
+		if (out[i])
+			handover_free(out[i]);
+	return -1;
+}
+
+/* The addresses open once every worker took cfg. */
+static void remember_open(struct worker_set *ws, const struct rw_config *cfg)
+{
+	uint32_t n = 0;
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		n += cfg->frontends[f].nlistens;
+	struct open_address *open = calloc(n ? n : 1, sizeof *open);
+	if (!open) { /* the next reload then opens them all again, and fails: said then */
+		log_error("out of memory remembering the open listen addresses");
+		return;
+	}
+	free(ws->open);
+	ws->open = open;
+	ws->nopen = 0;
+	for (uint32_t f = 0; f < cfg->nfrontends; f++)
+		for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++) {
+			memcpy(&open[ws->nopen].addr, &cfg->frontends[f].listens[k].addr,
+			       cfg->frontends[f].listens[k].addrlen);
+			open[ws->nopen++].addrlen = cfg->frontends[f].listens[k].addrlen;
+		}
+}
+
+/* A descriptor of cfg's access log: -1 when off, stderr's own, or the file opened for appending
+ * (-errno when it cannot be). */
+static int open_log(const struct rw_config *cfg)
+{
+	if (cfg->access_log == ACCESS_LOG_OFF)
+		return -1;
+	if (cfg->access_log == ACCESS_LOG_STDERR)
+		return STDERR_FILENO;
+	int fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Every worker's descriptor of cfg's access log (its own dup, so that each closes its own). */
+static int open_logs(const struct rw_config *cfg, unsigned n, int *fds, char *err, size_t errlen)
+{
+	int fd = open_log(cfg);
+	if (fd < -1) {
+		snprintf(err, errlen, "access_log %s: %s", cfg->access_log_path, strerror(-fd));
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = fd <= STDERR_FILENO ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (fds[i] < -1 || (fd > STDERR_FILENO && fds[i] < 0)) {
+			snprintf(err, errlen, "access_log %s: %s", cfg->access_log_path, strerror(errno));
+			for (unsigned j = 0; j < i; j++)
+				if (fds[j] > STDERR_FILENO)
+					close(fds[j]);
+			if (fd > STDERR_FILENO)
+				close(fd);
+			return -1;
+		}
+	}
+	if (fd > STDERR_FILENO)
+		close(fd);
+	return 0;
+}
+
 int workers_start(struct worker_set *ws, struct rw_config *cfg)
 {
 	int cpus[1024];
+	char err[256];
 	unsigned ncpu = available_cpus(cpus, 1024);
 	unsigned n = cfg->workers ? cfg->workers : (ncpu ? ncpu : 1);
+	memset(ws, 0, sizeof *ws);
 	ws->workers = calloc(n, sizeof *ws->workers);
-	ws->n = 0;
 	ws->metrics = metrics_new(n);
-	if (!ws->workers || !ws->metrics || metrics_bind(ws->metrics, cfg)) {
+	struct handover **handovers = calloc(n, sizeof *handovers);
+	int *log_fds = calloc(n, sizeof *log_fds);
+	if (!ws->workers || !handovers || !log_fds || !ws->metrics || metrics_bind(ws->metrics, cfg)) {
 		log_error("out of memory starting the workers");
 		free(ws->workers);
 		ws->workers = NULL;
 		metrics_free(ws->metrics);
 		ws->metrics = NULL;
+		free(handovers);
+		free(log_fds);
 		return -1;
 	}
+	if (!cfg->generation)
+		cfg->generation = 1;
+	ws->max_header_bytes = cfg->limits.max_header_bytes;
+	if (open_logs(cfg, n, log_fds, err, sizeof err) ||
+	    prepare_handovers(ws, n, cfg, handovers, err, sizeof err)) {
+		log_error("%s", err);
+		for (unsigned i = 0; i < n; i++)
+			if (log_fds[i] > STDERR_FILENO)
+				close(log_fds[i]);
+		free(ws->workers);
+		ws->workers = NULL;
+		metrics_free(ws->metrics);
+		ws->metrics = NULL;
+		free(handovers);
+		free(log_fds);
+		return -1;
+	}
+	ws->handovers++;
 	pthread_mutex_init(&ws->gate.lock, NULL);
 	pthread_cond_init(&ws->gate.cond, NULL);
-	ws->gate.ready = 0;
-	ws->gate.decided = false;
 	bool ok = true;
 	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &ws->workers[i];
@@ -384,17 +593,24 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		w->shard.stats = metrics_worker(ws->metrics, i);
 		w->shard.loop.recv_starved = w->shard.stats->recv_starved;
 		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
-		w->mailbox = config_ref(cfg); /* the first snapshot comes like every later one */
+		w->mailbox = handovers[i]; /* the first snapshot comes like every later one */
+		w->log_mailbox = log_fds[i];
 		w->wake_fd = -1;
 		w->gate = &ws->gate;
-		if (pthread_create(&w->thread, NULL, worker_main, w)) {
+		if (ok && pthread_create(&w->thread, NULL, worker_main, w)) {
 			log_error("cannot start worker %u", i);
-			config_unref(atomic_exchange(&w->mailbox, NULL));
 			ok = false;
-			break;
 		}
-		ws->n++;
+		if (ok) {
+			ws->n++;
+		} else { /* not started: what it was handed goes */
+			handover_free(atomic_exchange(&w->mailbox, NULL));
+			if (log_fds[i] > STDERR_FILENO)
+				close(log_fds[i]);
+		}
 	}
+	free(handovers);
+	free(log_fds);
 	if (!gate_wait_all(ws) || !ok) {
 		for (unsigned i = 0; i < ws->n; i++)
 			atomic_store(&ws->workers[i].stop_requested, true);
@@ -404,6 +620,7 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	for (unsigned i = 0; i < n; i++) /* the rings are open: their overflow counters can be read */
 		atomic_store(&ws->workers[i].shard.stats->cq_overflow,
 			     ws->workers[i].shard.loop.ring.cq.koverflow);
+	remember_open(ws, cfg);
 	log_info("%u worker%s started (%s)", n, n == 1 ? "" : "s",
 		 ws->workers[0].cpu >= 0 ? "pinned one per core" : "not pinned");
 	return 0;
@@ -416,17 +633,73 @@ static void wake(struct worker *w)
 	(void)wr;
 }
 
-void workers_swap(struct worker_set *ws, struct rw_config *cfg)
+/* Waits (bounded) until every worker took handover number; a worker busy for long is reported. */
+#define HANDOVER_WAIT_MS 10000
+
+static void wait_taken(struct worker_set *ws, uint64_t number)
 {
+	uint64_t start = monotonic_ms();
+	for (unsigned i = 0; i < ws->n; i++) {
+		while (atomic_load(&ws->workers[i].taken) < number) {
+			if (monotonic_ms() - start > HANDOVER_WAIT_MS) {
+				log_error("worker %u has not taken configuration generation %u after %u ms",
+					  i, (unsigned)number, HANDOVER_WAIT_MS);
+				return;
+			}
+			struct timespec ts = { 0, 200 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+int workers_swap(struct worker_set *ws, struct rw_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->limits.max_header_bytes > ws->max_header_bytes) {
+		snprintf(err, errlen, "limits.max_header_bytes: %u is above the %u the gateway started "
+			 "with (its buffers were sized for it): restart to raise it",
+			 cfg->limits.max_header_bytes, ws->max_header_bytes);
+		return -1;
+	}
 	if (metrics_bind(ws->metrics, cfg))
 		log_error("out of memory binding the new configuration's metrics: some of its new names "
 			  "are not counted");
+	struct handover **handovers = calloc(ws->n, sizeof *handovers);
+	if (!handovers || prepare_handovers(ws, ws->n, cfg, handovers, err, errlen)) {
+		if (!handovers)
+			snprintf(err, errlen, "out of memory");
+		free(handovers);
+		return -1;
+	}
+	uint64_t number = ++ws->handovers;
 	for (unsigned i = 0; i < ws->n; i++) {
-		struct rw_config *old = atomic_exchange(&ws->workers[i].mailbox, config_ref(cfg));
-		if (old) /* a snapshot the worker had not taken yet: the newer one wins */
-			config_unref(old);
+		struct handover *old = atomic_exchange(&ws->workers[i].mailbox, handovers[i]);
+		if (old) /* one the worker had not taken (it was stuck): the newer one wins */
+			handover_free(old);
 		wake(&ws->workers[i]);
 	}
+	free(handovers);
+	wait_taken(ws, number);
+	remember_open(ws, cfg);
+	return 0;
+}
+
+int workers_reopen_log(struct worker_set *ws, const struct rw_config *cfg, char *err, size_t errlen)
+{
+	int *fds = calloc(ws->n, sizeof *fds);
+	if (!fds || open_logs(cfg, ws->n, fds, err, errlen)) {
+		if (!fds)
+			snprintf(err, errlen, "out of memory");
+		free(fds);
+		return -1;
+	}
+	for (unsigned i = 0; i < ws->n; i++) {
+		int old = atomic_exchange(&ws->workers[i].log_mailbox, fds[i]); /* not taken yet: goes */
+		if (old > STDERR_FILENO)
+			close(old);
+		wake(&ws->workers[i]);
+	}
+	free(fds);
+	return 0;
 }
 
 void workers_stop(struct worker_set *ws)
@@ -436,4 +709,7 @@ void workers_stop(struct worker_set *ws)
 		wake(&ws->workers[i]);
 	}
 	join_all(ws);
+	free(ws->open);
+	ws->open = NULL;
+	ws->nopen = 0;
 }

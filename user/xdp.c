@@ -490,6 +490,40 @@ int xdp_plane_metrics_fd(const struct xdp_plane *plane)
 	return plane ? bpf_map__fd(plane->skel->maps.metrics) : -1;
 }
 
+/* Whether two xdp sections attach the same program the same way (only the knobs and policies
+ * differ). */
+static bool same_attachment(const struct rw_xdp *a, const struct rw_xdp *b)
+{
+	return a->mode == b->mode && a->max_sources == b->max_sources && a->required == b->required &&
+	       ((!a->interface && !b->interface) ||
+		(a->interface && b->interface && !strcmp(a->interface, b->interface))) &&
+	       ((!a->pin_path && !b->pin_path) ||
+		(a->pin_path && b->pin_path && !strcmp(a->pin_path, b->pin_path)));
+}
+
+void xdp_reconfigure(struct xdp_plane *plane, const struct rw_xdp *old, const struct rw_xdp *cfg)
+{
+	if (!same_attachment(old, cfg)) {
+		log_warn("xdp: interface, mode, pin_path, max_sources or required changed: takes effect "
+			 "at the next restart");
+		return;
+	}
+	if (!plane)
+		return;
+	struct rw_xdp_config knobs;
+	write_config(cfg, &knobs);
+	uint32_t zero = 0;
+	if (bpf_map__update_elem(plane->skel->maps.config, &zero, sizeof zero, &knobs, sizeof knobs,
+				 BPF_ANY) ||
+	    xdp_policies_replace(bpf_map__fd(plane->skel->maps.policy), cfg->policies,
+				 cfg->npolicies)) {
+		log_error("xdp: cannot rewrite the limiter's config and policy maps: %s", strerror(errno));
+		return;
+	}
+	log_info("xdp: limiter reconfigured: %u/s burst %u per source, %u port(s), %u policies",
+		 cfg->rate, cfg->burst, cfg->nports, cfg->npolicies);
+}
+
 void xdp_stop(struct xdp_plane *plane)
 {
 	if (!plane)

@@ -62,6 +62,10 @@ int xdp_start(const struct rw_xdp *cfg, struct xdp_plane **plane);
 /* The running limiter's metrics map (for xdp_metrics_read); -1 for NULL. */
 int xdp_plane_metrics_fd(const struct xdp_plane *plane);
 
+/* A reload: when old and cfg attach the same way, cfg's knobs and policies are written to the
+ * running limiter's maps; otherwise what changed is said to need a restart. NULL is fine. */
+void xdp_reconfigure(struct xdp_plane *plane, const struct rw_xdp *old, const struct rw_xdp *cfg);
+
 /* Logs the counters, detaches the program and closes the maps; the pins stay. NULL is fine. */
 void xdp_stop(struct xdp_plane *plane);
 

@@ -68,7 +68,7 @@ static inline void fx_loop_open(struct loop *l)
 	cr_assert_not_null(p);
 	l->can_splice = io_uring_opcode_supported(p, IORING_OP_SPLICE);
 	io_uring_free_probe(p);
-	int ret = loop_init(l, 16384, 1);
+	int ret = loop_init(l, LOOP_BUFS_WORKER, 16384, 1);
 	cr_assert_eq(ret, 0, "loop_init: %s", strerror(-ret));
 }
 

@@ -327,7 +327,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 {
 	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
-		      "access_log, drain_timeout, limits, upstreams, frontends, xdp)");
+		      "access_log, drain_timeout, limits, upstreams, frontends, xdp, admin)");
 	EXPECT_ERRORS("limits:\n"
 		      "  max_header_bytes: 4096\n"
 		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
@@ -1613,4 +1613,52 @@ Test(config_demo, config_ringway_yaml_loads_and_routes)
 	cr_assert_null(route_for(cfg, "localhost:8080", "/nope", HTTP_M_GET, &allow));
 	cr_assert_eq(allow, 0);
 	config_unref(cfg);
+}
+
+/* The admin section */
+
+Test(config, admin_is_off_without_its_section_and_loopback_by_default)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert_not(cfg->admin.enabled);
+	config_unref(cfg);
+	cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {}\n");
+	cr_assert(cfg->admin.enabled);
+	cr_assert_str_eq(cfg->admin.listen.text, "127.0.0.1:9901");
+	cr_assert_null(cfg->admin.token);
+	config_unref(cfg);
+	cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin:\n");
+	cr_assert(cfg->admin.enabled);
+	config_unref(cfg);
+	cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		      "admin: {listen: '0.0.0.0:9902', token: s3cret-s3cret-s3cret}\n");
+	cr_assert_str_eq(cfg->admin.listen.text, "0.0.0.0:9902");
+	cr_assert_str_eq(cfg->admin.token, "s3cret-s3cret-s3cret");
+	static const char tail[] = "admin: {listen: '0.0.0.0:9902', token: s3cret-s3cret-s3cret}\n";
+	cr_assert_eq(cfg->source_len, strlen(cfg->source)); /* the text it was read from, for GET /config */
+	cr_assert_str_eq(cfg->source + cfg->source_len - strlen(tail), tail);
+	config_unref(cfg);
+}
+
+Test(config_errors, admin_section)
+{
+	/* line 8 is the admin section's */
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: '0.0.0.0:9901'}\n",
+		      "t.yaml:8:17: admin.listen: 0.0.0.0:9901 is off loopback: set admin.token too");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: '[::]:9901'}\n",
+		      "t.yaml:8:17: admin.listen: [::]:9901 is off loopback: set admin.token too");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {token: short}\n",
+		      "t.yaml:8:16: admin.token: 5 characters; use 16 to 256");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {token: 'sixteen chars ok'}\n",
+		      "t.yaml:8:16: admin.token: only visible ASCII characters, no spaces");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: 'localhost:9901'}\n",
+		      "t.yaml:8:17: admin.listen: invalid address 'localhost:9901' (expected a.b.c.d:port "
+		      "or [ipv6]:port, numeric, port 1..65535)");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: [1]\n",
+		      "t.yaml:8:8: admin: expected a mapping, got a sequence");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: '127.0.0.1:8080'}\n",
+		      "t.yaml:8:17: admin.listen: address '127.0.0.1:8080' is already used by frontend "
+		      "'public'");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: '127.0.0.1:9901', tokn: x}\n",
+		      "t.yaml:8:35: admin: unknown key 'tokn' (valid keys: listen, token)");
 }

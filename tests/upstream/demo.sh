@@ -87,6 +87,8 @@ cat <<EOF
     curl -s localhost:$GATEWAY_PORT/api/orders/7
     curl -s -X POST --data-binary @README.md localhost:$GATEWAY_PORT/api/users
     curl -si localhost:$GATEWAY_PORT/nope          # 404
+    curl -s localhost:9901/metrics                 # the admin API: also /status, /config, /upstreams
+    curl -s -X POST localhost:9901/reload          # after editing $CONFIG (or: kill -HUP)
 
   Ctrl-C stops the gateway and the upstreams.
 
