@@ -23,7 +23,8 @@ def config(port, admin_port, upstreams, extra_listen=None, extra_route=False, ta
     listen = [f"'127.0.0.1:{port}'"] + ([f"'127.0.0.1:{extra_listen}'"] if extra_listen else [])
     users_targets = ", ".join(repr(u.addr) for u in (u1, u2)[:targets])
     routes = ("      - name: users\n        match: { path_prefix: /api/users }\n"
-              "        upstream: users\n        strip_prefix: /api\n")
+              "        upstream: users\n        strip_prefix: /api\n"
+              "      - name: delay\n        match: { path_prefix: /delay }\n        upstream: users\n")
     if extra_route:
         routes += ("      - name: extra\n        match: { path_prefix: /extra }\n"
                    "        upstream: other\n")
@@ -205,11 +206,22 @@ def test_removed_listener_closes_idle_connections_and_keeps_others(setup):
     gone = socket.create_connection(("127.0.0.1", extra), timeout=5)
     gone.sendall(b"GET /api/users/1 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert gone.recv(65536).startswith(b"HTTP/1.1 200")
+    busy = socket.create_connection(("127.0.0.1", extra), timeout=5)
+    busy.sendall(b"GET /delay/700 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.2)  # in flight when its listener goes
     write_config(gw, config(port, admin_port, ups))
     assert admin(admin_port, "POST", "/reload")[0] == 200
     gone.settimeout(5)
     assert gone.recv(65536) == b""  # the idle connection of the removed listener closed (FIN)
     gone.close()
+    busy.settimeout(5)
+    answer = b""
+    while chunk := busy.recv(65536):  # the request in flight is answered, then the close
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer, answer
+    busy.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", extra), timeout=2).close()
     stay.request("GET", "/api/users/2")  # the kept listener's connection goes on
     r = stay.getresponse()
     r.read()
