@@ -41,6 +41,10 @@ struct access_record {
 	double duration_ms;
 	double upstream_ms;      /* -1 when no upstream was asked */
 	unsigned worker;
+	const char *request_id;     /* NULL when none */
+	const char *trace_id;       /* NULL when the request had no exchange */
+	const char *span_id;        /* the gateway's span */
+	const char *parent_span_id; /* the client's span; NULL when the trace started here */
 };
 void access_log_write(struct access_log *al, const struct access_record *r);
 void access_log_flush(struct access_log *al);
