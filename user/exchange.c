@@ -1,8 +1,7 @@
 /* exchange.c — one client request and what answers it: taking over the parsed head, its trace and
- * request id (trace.h), routing on
- * the snapshot the worker runs now (held until the exchange ends), the route's stages, the
- * request body forwarded to the leg with backpressure (through the ring, or spliced when large),
- * and the end of the exchange. */
+ * request id (trace.h), routing on the snapshot the worker runs now (held until the exchange
+ * ends), the route's stages, the request body forwarded to the leg with backpressure (through the
+ * ring, or spliced when large), and the end of the exchange. */
 #include "exchange.h"
 
 #include <stddef.h>
