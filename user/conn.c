@@ -145,9 +145,10 @@ static void count_request(struct client *c, int status, enum rw_reason r, uint64
 }
 
 /* The counters, the access-log record of the current exchange (or of a request refused before it
- * had one), and for a refusal also a log line. answer_bytes: the gateway's own answer (a refusal's
- * error response), counted as bytes out. */
-static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_t answer_bytes)
+ * had one, with the request_id its answer carried), and for a refusal also a log line.
+ * answer_bytes: the gateway's own answer (a refusal's error response), counted as bytes out. */
+static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_t answer_bytes,
+			 const char *request_id)
 {
 	struct exchange *x = c->x;
 	count_request(c, status, r, answer_bytes);
@@ -164,6 +165,8 @@ static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_
 	};
 	if (x)
 		exchange_record(x, &rec);
+	else
+		rec.request_id = request_id;
 	rec.client = peer;
 	rec.bytes_out += answer_bytes;
 	rec.status = status;
@@ -184,7 +187,7 @@ void client_exchange_failed(struct client *c, enum rw_reason r)
 {
 	struct exchange *x = c->x;
 	if (x) /* logged with the status the client saw, if a response head went out */
-		log_exchange(c, x->resp_started ? x->status : reason_status(r), r, 0);
+		log_exchange(c, x->resp_started ? x->status : reason_status(r), r, 0, NULL);
 	client_close(c);
 }
 
@@ -254,17 +257,22 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 	struct loop *l = &sh->loop;
 	struct exchange *x = c->x;
 	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
-		log_exchange(c, reason_status(r), r, 0);
+		log_exchange(c, reason_status(r), r, 0, NULL);
 		client_close(c);
 		return;
 	}
 	/* an unread request body would be taken for the next request: close instead */
 	if ((x && !exchange_keeps_alive(x)) || sh->stopping)
 		close = true;
+	char made_id[REQUEST_ID_GEN + 1]; /* refused before an exchange: the answer has an id too */
+	const char *request_id = x ? x->request_id : made_id;
+	if (!x)
+		request_id_make(made_id, loop_random(l), loop_random(l));
 	uint32_t id = buf_heap_get(&l->bufs);
-	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, close, buf_ptr(&l->bufs, id),
+	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, request_id, close,
+								 buf_ptr(&l->bufs, id),
 								 buf_cap(&l->bufs, id));
-	log_exchange(c, reason_status(r), r, n);
+	log_exchange(c, reason_status(r), r, n, request_id);
 	if (x)
 		drop_exchange(c);
 	if (n == 0 && id != UINT32_MAX)
@@ -290,7 +298,7 @@ void client_exchange_done(struct client *c)
 {
 	struct shard *sh = c->sh;
 	struct exchange *x = c->x;
-	log_exchange(c, x->status, x->reason, 0);
+	log_exchange(c, x->status, x->reason, 0, NULL);
 	if (!x->client_keep_alive || sh->stopping)
 		c->close_after = true;
 	drop_exchange(c);

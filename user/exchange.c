@@ -1,7 +1,7 @@
-/* exchange.c — one client request and what answers it: taking over the parsed head, routing on
- * the snapshot the worker runs now (held until the exchange ends), the route's stages, the
- * request body forwarded to the leg with backpressure (through the ring, or spliced when large),
- * and the end of the exchange. */
+/* exchange.c — one client request and what answers it: taking over the parsed head, its trace and
+ * request id (trace.h), routing on the snapshot the worker runs now (held until the exchange
+ * ends), the route's stages, the request body forwarded to the leg with backpressure (through the
+ * ring, or spliced when large), and the end of the exchange. */
 #include "exchange.h"
 
 #include <stddef.h>
@@ -95,6 +95,35 @@ static void head_off_the_ring(struct exchange *x)
 	x->head_buf = id;
 }
 
+/* The request's trace and id: a single valid traceparent continues the client's trace, anything
+ * else starts a new one; a single valid X-Request-Id is kept, otherwise one is made. */
+static void exchange_trace(struct exchange *x, const struct http_request *req)
+{
+	struct loop *l = &x->sh->loop;
+	const struct slice *tp = NULL, *rid = NULL;
+	unsigned ntp = 0, nrid = 0;
+	for (unsigned i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		if (h->id == HDR_TRACEPARENT) {
+			tp = &h->value;
+			ntp++;
+		} else if (h->id == HDR_X_REQUEST_ID) {
+			rid = &h->value;
+			nrid++;
+		}
+	}
+	if (ntp == 1 && trace_parse(tp->p, tp->len, &x->trace))
+		trace_continue(&x->trace, loop_random(l));
+	else
+		trace_start(&x->trace, loop_random(l), loop_random(l), loop_random(l));
+	if (nrid == 1 && request_id_valid(rid->p, rid->len)) {
+		memcpy(x->request_id, rid->p, rid->len);
+		x->request_id[rid->len] = '\0';
+	} else {
+		request_id_make(x->request_id, loop_random(l), loop_random(l));
+	}
+}
+
 /* The stages from x->next_stage on, then the route's handler. */
 static void run_stages(struct exchange *x)
 {
@@ -147,6 +176,7 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 	memcpy(x->method, req->method.p, x->method_len);
 	x->path_len = (uint16_t)(req->path.len < sizeof x->path ? req->path.len : sizeof x->path);
 	memcpy(x->path, req->path.p, x->path_len);
+	exchange_trace(x, req);
 	x->client_keep_alive = req->keep_alive;
 	x->client_http10 = req->minor == 0;
 	x->bytes_in = head_len;
@@ -364,6 +394,10 @@ void exchange_record(const struct exchange *x, struct access_record *rec)
 	rec->bytes_out = x->bytes_out_queued;
 	rec->duration_ms = (double)(now - x->t_start_ns) / 1e6;
 	rec->upstream_ms = lg->t_start_ns ? (double)(up_end - lg->t_start_ns) / 1e6 : -1;
+	rec->request_id = x->request_id;
+	rec->trace_id = x->trace.trace_id;
+	rec->span_id = x->trace.span_id;
+	rec->parent_span_id = x->trace.parent_id[0] ? x->trace.parent_id : NULL;
 }
 
 void exchange_count(const struct exchange *x, int status, enum rw_reason r, uint64_t answer_bytes)

@@ -1,5 +1,6 @@
 /* exchange.h — one client request and what answers it: it owns its parsed head (a reference on
- * the buffer the head's slices point into, so it can wait and resume), the snapshot it started
+ * the buffer the head's slices point into, so it can wait and resume), its trace and request id
+ * (what the upstream, the client's answer and the access log carry), the snapshot it started
  * on, the route's stages and where it is in them, the request body and its pump (into the
  * upstream leg, through the ring or spliced), its upstream leg(s), and its accounting for the
  * access log. The client connection (conn.h) gives it a narrow downstream API. */
@@ -15,6 +16,7 @@
 #include "proxy.h"
 #include "reason.h"
 #include "splice.h"
+#include "trace.h"
 
 struct client;
 struct sock;
@@ -37,6 +39,8 @@ struct exchange {
 	char method[16];
 	uint16_t path_len;
 	char path[256];           /* for the access log (truncated) */
+	struct trace_ctx trace;   /* the gateway's span of the request's trace */
+	char request_id[REQUEST_ID_MAX + 1]; /* the client's, or made here; NUL-terminated */
 	bool client_keep_alive;
 	bool client_http10;
 	bool resp_started;        /* a response head was queued to the client */

@@ -180,6 +180,8 @@ static const struct {
 	{ "x-forwarded-proto", 17, HDR_X_FORWARDED_PROTO, false },
 	{ "x-forwarded-host", 16, HDR_X_FORWARDED_HOST, false },
 	{ "via", 3, HDR_VIA, false },
+	{ "traceparent", 11, HDR_TRACEPARENT, false },
+	{ "x-request-id", 12, HDR_X_REQUEST_ID, false },
 };
 
 static void identify_header(struct http_header *h)

@@ -111,6 +111,14 @@ size_t access_record_format(const struct access_record *r, char *out, size_t cap
 	w_ms(&w, r->duration_ms);
 	w_str(&w, ",\"upstream_ms\":");
 	w_ms(&w, r->upstream_ms);
+	w_str(&w, ",\"request_id\":"); /* ids are from trace.h's character sets: nothing to escape */
+	put_string_or_null(&w, r->request_id);
+	w_str(&w, ",\"trace_id\":");
+	put_string_or_null(&w, r->trace_id);
+	w_str(&w, ",\"span_id\":");
+	put_string_or_null(&w, r->span_id);
+	w_str(&w, ",\"parent_span_id\":");
+	put_string_or_null(&w, r->parent_span_id);
 	w_str(&w, "}\n");
 	if (w.overflow) { /* only with route or upstream names of kilobytes: no half a line */
 		log_warn("access log: a record of route %s did not fit in %zu bytes, dropped",

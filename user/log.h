@@ -34,6 +34,10 @@ struct access_record {
 	double duration_ms;
 	double upstream_ms;      /* -1 when no upstream was asked */
 	unsigned worker;
+	const char *request_id;     /* NULL when none */
+	const char *trace_id;       /* NULL when the request had no exchange */
+	const char *span_id;        /* the gateway's span */
+	const char *parent_span_id; /* the client's span; NULL when the trace started here */
 };
 /* Writes the record as one JSON line into out; returns its length, or 0 when it does not fit in
  * cap (said in a log line: only route or upstream names of kilobytes do that). The writer of the

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@ int loop_init(struct loop *l, uint32_t nbufs, uint32_t max_head_bytes, uint64_t 
 	if (ret)
 		return ret;
 	timer_wheel_init(&l->wheel, monotonic_ms());
+	uint64_t r;
+	if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
+		seed ^= r;
 	l->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
 	return 0;
 }

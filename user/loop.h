@@ -86,7 +86,8 @@ struct loop {
 
 /* After the ring is open: buffer rings of nbufs buffers each (client and upstream groups; a power
  * of two) and heap buffers big enough for a head of max_head_bytes plus a ring buffer's worth, the
- * wheel, the generator. 0 or -errno. */
+ * wheel, the generator (seed mixed with 8 bytes of the kernel's randomness when it has them: trace
+ * ids must differ between gateways started at the same time). 0 or -errno. */
 int loop_init(struct loop *l, uint32_t nbufs, uint32_t max_head_bytes, uint64_t seed);
 /* Frees what the loop still holds (closed sockets, pooled pipes and send contexts, buffers) and
  * the ring. */

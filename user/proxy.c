@@ -27,7 +27,8 @@ static struct loop *leg_loop(const struct leg *lg)
 }
 
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
- * headers, then the gateway's own. */
+ * headers, then the gateway's own (the client's traceparent and X-Request-Id are replaced by the
+ * exchange's). */
 static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 {
 	const struct exchange *x = lg->x;
@@ -76,6 +77,8 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		case HDR_EXPECT:
 		case HDR_X_FORWARDED_PROTO:
 		case HDR_X_FORWARDED_HOST:
+		case HDR_TRACEPARENT:
+		case HDR_X_REQUEST_ID:
 			continue;
 		default:
 			break;
@@ -99,6 +102,12 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, ", ");
 	}
 	w_str(&o, x->client_http10 ? "1.0 ringway\r\n" : "1.1 ringway\r\n");
+	char tp[TRACEPARENT_LEN];
+	w_str(&o, "traceparent: ");
+	w_put(&o, tp, trace_format(&x->trace, tp));
+	w_str(&o, "\r\nX-Request-Id: ");
+	w_str(&o, x->request_id);
+	w_str(&o, "\r\n");
 	if (req->chunked)
 		w_str(&o, "Transfer-Encoding: chunked\r\n");
 	else if (req->content_length >= 0)
@@ -408,7 +417,8 @@ static const struct upconn_owner_ops leg_owner_ops = {
 
 /* ---- the relay sink: the response goes to the client as it comes ---------------------------- */
 
-/* The client's response head: status line, the upstream's end-to-end headers, our Connection. */
+/* The client's response head: status line, the upstream's end-to-end headers (but its
+ * X-Request-Id: the request's is the one the client gets), our X-Request-Id and Connection. */
 static size_t build_response_head(const struct exchange *x, const struct http_response *r,
 				  bool close, char *buf, size_t cap)
 {
@@ -423,9 +433,12 @@ static size_t build_response_head(const struct exchange *x, const struct http_re
 	w_str(&o, "\r\n");
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		const struct http_header *h = &r->headers[i];
-		if (!h->hop)
+		if (!h->hop && h->id != HDR_X_REQUEST_ID)
 			w_header(&o, h->name, h->value);
 	}
+	w_str(&o, "X-Request-Id: ");
+	w_str(&o, x->request_id);
+	w_str(&o, "\r\n");
 	if (close)
 		w_str(&o, "Connection: close\r\n");
 	else if (x->client_http10)

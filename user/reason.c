@@ -59,7 +59,8 @@ const char *status_text(int status)
 	}
 }
 
-size_t reason_write_response(enum rw_reason r, const char *allow, int close, char *out, size_t cap)
+size_t reason_write_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+			     char *out, size_t cap)
 {
 	int status = reason_status(r);
 	char body[256];
@@ -82,6 +83,8 @@ size_t reason_write_response(enum rw_reason r, const char *allow, int close, cha
 	w_header_u64(&w, SLICE_LIT("Content-Length"), writer_len(&b));
 	if (allow)
 		w_header(&w, SLICE_LIT("Allow"), slice_make(allow, strlen(allow)));
+	if (request_id)
+		w_header(&w, SLICE_LIT("X-Request-Id"), slice_make(request_id, strlen(request_id)));
 	if (close)
 		w_header(&w, SLICE_LIT("Connection"), SLICE_LIT("close"));
 	w_put(&w, "\r\n", 2);

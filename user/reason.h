@@ -54,8 +54,9 @@ const char *reason_message(enum rw_reason r);
 const char *status_text(int status);
 
 /* Writes a complete HTTP/1.1 error response (JSON body) into out; returns its length, or 0 if it
- * does not fit. allow (may be NULL) becomes the Allow header; close adds Connection: close. */
-size_t reason_write_response(enum rw_reason r, const char *allow, int close, char *out,
-			     size_t cap);
+ * does not fit. allow (may be NULL) becomes the Allow header, request_id (may be NULL) the
+ * X-Request-Id header; close adds Connection: close. */
+size_t reason_write_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+			     char *out, size_t cap);
 
 #endif

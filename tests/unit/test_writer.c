@@ -230,29 +230,30 @@ Test(writer, json_escape_wrapper_truncates_like_before)
 
 /* ---- reason_write_response ---------------------------------------------------------------- */
 
-static void assert_response(enum rw_reason r, const char *allow, int close, const char *want)
+static void assert_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+			    const char *want)
 {
 	char buf[512 + GUARD];
 	size_t want_len = strlen(want);
-	size_t n = reason_write_response(r, allow, close, buf, sizeof buf);
+	size_t n = reason_write_response(r, allow, request_id, close, buf, sizeof buf);
 	assert_bytes(buf, n, want, want_len);
 	/* exactly enough room is enough; one byte less gives 0 and nothing past the end */
-	cr_assert_eq(reason_write_response(r, allow, close, buf, want_len), want_len);
+	cr_assert_eq(reason_write_response(r, allow, request_id, close, buf, want_len), want_len);
 	memset(buf, GUARD_BYTE, sizeof buf);
-	cr_assert_eq(reason_write_response(r, allow, close, buf, want_len - 1), 0);
+	cr_assert_eq(reason_write_response(r, allow, request_id, close, buf, want_len - 1), 0);
 	cr_assert_eq(buf[want_len - 1], GUARD_BYTE);
 }
 
 Test(reason, error_responses_byte_for_byte)
 {
-	assert_response(RW_NO_ROUTE, NULL, 0,
+	assert_response(RW_NO_ROUTE, NULL, NULL, 0,
 			"HTTP/1.1 404 Not Found\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 87\r\n"
 			"\r\n"
 			"{\"error\":{\"status\":404,\"reason\":\"no_route\","
 			"\"message\":\"no route matches this request\"}}\n");
-	assert_response(RW_METHOD_NOT_ALLOWED, "GET, HEAD", 0,
+	assert_response(RW_METHOD_NOT_ALLOWED, "GET, HEAD", NULL, 0,
 			"HTTP/1.1 405 Method Not Allowed\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 100\r\n"
@@ -260,7 +261,7 @@ Test(reason, error_responses_byte_for_byte)
 			"\r\n"
 			"{\"error\":{\"status\":405,\"reason\":\"method_not_allowed\","
 			"\"message\":\"method not allowed on this route\"}}\n");
-	assert_response(RW_BAD_REQUEST_LINE, NULL, 1,
+	assert_response(RW_BAD_REQUEST_LINE, NULL, NULL, 1,
 			"HTTP/1.1 400 Bad Request\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 88\r\n"
@@ -268,11 +269,34 @@ Test(reason, error_responses_byte_for_byte)
 			"\r\n"
 			"{\"error\":{\"status\":400,\"reason\":\"bad_request_line\","
 			"\"message\":\"malformed request line\"}}\n");
-	assert_response(RW_METHOD_NOT_ALLOWED, "POST", 1,
+	assert_response(RW_METHOD_NOT_ALLOWED, "POST", NULL, 1,
 			"HTTP/1.1 405 Method Not Allowed\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 100\r\n"
 			"Allow: POST\r\n"
+			"Connection: close\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":405,\"reason\":\"method_not_allowed\","
+			"\"message\":\"method not allowed on this route\"}}\n");
+}
+
+/* The request's id goes back with the gateway's own answers, after Allow, before Connection. */
+Test(reason, error_responses_carry_the_request_id)
+{
+	assert_response(RW_UPSTREAM_CONNECT_FAILED, NULL, "0af7651916cd43dd8448eb211c80319c", 0,
+			"HTTP/1.1 502 Bad Gateway\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 104\r\n"
+			"X-Request-Id: 0af7651916cd43dd8448eb211c80319c\r\n"
+			"\r\n"
+			"{\"error\":{\"status\":502,\"reason\":\"upstream_connect_failed\","
+			"\"message\":\"upstream refused the connection\"}}\n");
+	assert_response(RW_METHOD_NOT_ALLOWED, "GET", "req-1", 1,
+			"HTTP/1.1 405 Method Not Allowed\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 100\r\n"
+			"Allow: GET\r\n"
+			"X-Request-Id: req-1\r\n"
 			"Connection: close\r\n"
 			"\r\n"
 			"{\"error\":{\"status\":405,\"reason\":\"method_not_allowed\","
@@ -311,21 +335,28 @@ Test(log, access_record_byte_for_byte)
 		.client = "127.0.0.1:5555", .method = "GET", .method_len = 3,
 		.path = "/api/\"x\"\x01", .path_len = 9, .route = "users", .upstream = "127.0.0.1:9101",
 		.status = 200, .reason = "ok", .bytes_in = 78, .bytes_out = 18446744073709551615ull,
-		.duration_ms = 1.2345, .upstream_ms = 0.0625, .worker = 3,
+		.duration_ms = 1.2345, .upstream_ms = 0.0625, .worker = 3, .request_id = "abc-1",
+		.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", .span_id = "00f067aa0ba902b7",
+		.parent_span_id = "b7ad6b7169203331",
 	};
 	assert_record(&r, "\",\"worker\":3,\"client\":\"127.0.0.1:5555\",\"method\":\"GET\","
 			  "\"path\":\"/api/\\\"x\\\"\\u0001\",\"status\":200,\"reason\":\"ok\","
 			  "\"route\":\"users\",\"upstream\":\"127.0.0.1:9101\",\"bytes_in\":78,"
 			  "\"bytes_out\":18446744073709551615,\"duration_ms\":1.234,"
-			  "\"upstream_ms\":0.062}\n");
+			  "\"upstream_ms\":0.062,\"request_id\":\"abc-1\","
+			  "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
+			  "\"span_id\":\"00f067aa0ba902b7\",\"parent_span_id\":\"b7ad6b7169203331\"}\n");
 	struct access_record refused = {
 		.client = "[::1]:80", .method = "-", .method_len = 1, .path = "-", .path_len = 1,
 		.status = 400, .reason = "bad_request_line", .duration_ms = 0, .upstream_ms = -1,
+		.request_id = "0123456789abcdef0123456789abcdef",
 	};
 	assert_record(&refused, "\",\"worker\":0,\"client\":\"[::1]:80\",\"method\":\"-\","
 				"\"path\":\"-\",\"status\":400,\"reason\":\"bad_request_line\","
 				"\"route\":null,\"upstream\":null,\"bytes_in\":0,\"bytes_out\":0,"
-				"\"duration_ms\":0.000,\"upstream_ms\":-1.000}\n");
+				"\"duration_ms\":0.000,\"upstream_ms\":-1.000,"
+				"\"request_id\":\"0123456789abcdef0123456789abcdef\",\"trace_id\":null,"
+				"\"span_id\":null,\"parent_span_id\":null}\n");
 }
 
 /* The method is cut at 200 bytes of JSON and the path at 2048, as before. */
