@@ -182,6 +182,7 @@ static const struct {
 	{ "via", 3, HDR_VIA, false },
 	{ "traceparent", 11, HDR_TRACEPARENT, false },
 	{ "x-request-id", 12, HDR_X_REQUEST_ID, false },
+	{ "tracestate", 10, HDR_TRACESTATE, false },
 };
 
 static void identify_header(struct http_header *h)

@@ -54,6 +54,7 @@ enum http_hdr_id {
 	HDR_VIA,
 	HDR_TRACEPARENT,
 	HDR_X_REQUEST_ID,
+	HDR_TRACESTATE,
 	HDR_COUNT
 };
 

@@ -80,6 +80,10 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		case HDR_TRACEPARENT:
 		case HDR_X_REQUEST_ID:
 			continue;
+		case HDR_TRACESTATE: /* without the traceparent it belongs to, W3C says to drop it */
+			if (!x->trace.parent_id[0])
+				continue;
+			break;
 		default:
 			break;
 		}

@@ -111,6 +111,8 @@ def test_a_higher_version_is_continued_as_version_00(gw):
 
 
 def test_absent_traceparent_starts_a_new_sampled_trace(gw):
+    _, seen0, _ = echoed(gw, [("tracestate", "vendor=a1")])
+    assert values(seen0, "tracestate") == []  # a tracestate without its traceparent is dropped
     _, seen1, path = echoed(gw)
     trace1, span1, flags = upstream_trace(seen1)
     assert flags == "01"
@@ -133,9 +135,10 @@ INVALID = [
 
 @pytest.mark.parametrize("name,headers", INVALID, ids=[i[0] for i in INVALID])
 def test_invalid_traceparent_starts_a_new_trace(gw, name, headers):
-    _, seen, path = echoed(gw, headers)
+    _, seen, path = echoed(gw, headers + [("tracestate", "vendor=a1")])
     trace, span, flags = upstream_trace(seen)
     assert trace not in (TRACE, "1" * 32) and flags == "01"
+    assert values(seen, "tracestate") == []  # it belonged to the trace that was not continued
     rec = record(gw, lambda r: r["path"] == path)
     assert (rec["trace_id"], rec["span_id"], rec["parent_span_id"]) == (trace, span, None)
 
