@@ -25,6 +25,7 @@ static bool is_pipe_or_tty(int fd)
 }
 
 static void on_written(struct loop_task *t, struct io_uring_cqe *cqe);
+static void flush_due(struct timer *t);
 
 void access_log_init(struct access_log *al, struct loop *l, int fd)
 {
@@ -62,6 +63,7 @@ static void queue_fill(struct access_log *al)
 {
 	struct access_log_buf *b = al->fill;
 	al->fill = NULL;
+	timer_cancel(&al->loop->wheel, &al->flush_tm);
 	if (al->queue_tail)
 		al->queue_tail->next = b;
 	else
@@ -94,10 +96,10 @@ static void start_write(struct access_log *al)
 	al->writing = true;
 }
 
-/* A reopened log takes over once nothing is in flight on the old one. */
+/* A reopened log takes over once everything recorded before the reopening is out on the old one. */
 static void take_next_fd(struct access_log *al)
 {
-	if (al->next_fd == -2 || al->writing)
+	if (al->next_fd == -2 || al->writing || al->queue)
 		return;
 	if (al->fd > STDERR_FILENO)
 		close(al->fd);
@@ -150,6 +152,8 @@ void access_log_write(struct access_log *al, const struct access_record *r)
 		return;
 	}
 	struct access_log_buf *b = al->fill;
+	if (b->len == 0)
+		timer_arm(&al->loop->wheel, &al->flush_tm, ACCESS_LOG_FLUSH_MS, flush_due);
 	b->len += (uint32_t)access_record_format(r, b->data + b->len, RECORD_MAX);
 }
 
@@ -157,6 +161,15 @@ void access_log_flush(struct access_log *al)
 {
 	if (al->writing)
 		return;
+	if (!al->queue && al->fill && al->fill->len >= ACCESS_LOG_FLUSH_BYTES)
+		queue_fill(al);
+	start_write(al);
+}
+
+/* The records in fill have waited long enough. */
+static void flush_due(struct timer *t)
+{
+	struct access_log *al = container_of(t, struct access_log, flush_tm);
 	if (al->fill && al->fill->len)
 		queue_fill(al);
 	start_write(al);
@@ -167,13 +180,15 @@ void access_log_reopen(struct access_log *al, int fd)
 	if (al->next_fd > STDERR_FILENO) /* reopened twice before the first took over */
 		close(al->next_fd);
 	al->next_fd = fd;
+	if (al->fill && al->fill->len) /* what was recorded until now belongs to the old log */
+		queue_fill(al);
 	take_next_fd(al);
 	start_write(al);
 }
 
 bool access_log_idle(const struct access_log *al)
 {
-	return !al->writing;
+	return !al->writing && !al->queue && (!al->fill || !al->fill->len);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -191,8 +206,9 @@ static void write_all(int fd, const char *p, size_t n)
 
 void access_log_close(struct access_log *al)
 {
-	al->writing = false; /* the ring is gone: nothing is in flight any more */
-	take_next_fd(al);
+	if (al->loop)
+		timer_cancel(&al->loop->wheel, &al->flush_tm);
+	al->writing = false; /* the loop has ended: nothing is in flight any more */
 	if (al->fill)
 		queue_fill(al);
 	while (al->queue) {
@@ -203,6 +219,7 @@ void access_log_close(struct access_log *al)
 		free(b);
 	}
 	al->queue_tail = NULL;
+	take_next_fd(al); /* reopened at the very end: only to close it */
 	while (al->spare) {
 		struct access_log_buf *b = al->spare;
 		al->spare = b->next;

@@ -177,13 +177,6 @@ static void w_double(struct writer *w, double v)
 	w_put(w, num, (size_t)snprintf(num, sizeof num, "%.3f", v));
 }
 
-static void w_json_string(struct writer *w, const char *s)
-{
-	w_str(w, "\"");
-	w_json(w, s, strlen(s), 4096);
-	w_str(w, "\"");
-}
-
 static void status_body(struct writer *w, struct control *ctl)
 {
 	const struct rw_config *cfg = ctl->cfg;
@@ -195,7 +188,7 @@ static void status_body(struct writer *w, struct control *ctl)
 	w_str(w, ",\"uptime_seconds\":");
 	w_double(w, now - ctl->start_time);
 	w_str(w, ",\"config\":{\"file\":");
-	w_json_string(w, cfg->path);
+	w_json_quoted(w, cfg->path);
 	w_str(w, ",\"generation\":");
 	w_u64(w, cfg->generation);
 	w_str(w, ",\"loaded_at\":");
@@ -212,12 +205,12 @@ static void status_body(struct writer *w, struct control *ctl)
 	for (uint32_t f = 0; f < cfg->nfrontends; f++) {
 		const struct rw_frontend *fe = &cfg->frontends[f];
 		w_str(w, f ? ",{\"name\":" : "{\"name\":");
-		w_json_string(w, fe->name);
+		w_json_quoted(w, fe->name);
 		w_str(w, ",\"listen\":[");
 		for (uint32_t i = 0; i < fe->nlistens; i++) {
 			if (i)
 				w_str(w, ",");
-			w_json_string(w, fe->listens[i].text);
+			w_json_quoted(w, fe->listens[i].text);
 		}
 		w_str(w, "],\"routes\":");
 		w_u64(w, fe->nroutes);
@@ -275,7 +268,7 @@ static void yaml_to_json(struct writer *w, yaml_document_t *doc, yaml_node_t *n,
 		else if (plain_json_value(n))
 			w_str(w, (const char *)n->data.scalar.value);
 		else
-			w_json_string(w, (const char *)n->data.scalar.value);
+			w_json_quoted(w, (const char *)n->data.scalar.value);
 		return;
 	case YAML_SEQUENCE_NODE:
 		w_str(w, "[");
@@ -293,7 +286,7 @@ static void yaml_to_json(struct writer *w, yaml_document_t *doc, yaml_node_t *n,
 			const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
 			if (p != n->data.mapping.pairs.start)
 				w_str(w, ",");
-			w_json_string(w, key);
+			w_json_quoted(w, key);
 			w_str(w, ":");
 			yaml_to_json(w, doc, yaml_document_get_node(doc, p->value), secret || is_secret_key(key),
 				     depth + 1);
@@ -309,7 +302,7 @@ static void config_body(struct writer *w, struct control *ctl)
 {
 	const struct rw_config *cfg = ctl->cfg;
 	w_str(w, "{\"file\":");
-	w_json_string(w, cfg->path);
+	w_json_quoted(w, cfg->path);
 	w_str(w, ",\"generation\":");
 	w_u64(w, cfg->generation);
 	w_str(w, ",\"loaded_at\":");
@@ -318,7 +311,7 @@ static void config_body(struct writer *w, struct control *ctl)
 	for (const char *const *k = secret_keys; *k; k++) {
 		if (k != secret_keys)
 			w_str(w, ",");
-		w_json_string(w, *k);
+		w_json_quoted(w, *k);
 	}
 	w_str(w, "],\"config\":");
 	/* the text the running snapshot was read from (it parsed then, it parses now) */

@@ -734,22 +734,15 @@ static void format_exposition(struct writer *w, const struct scrape *s)
 		format_xdp(w, s);
 }
 
-static void w_json_str(struct writer *w, const char *s)
-{
-	w_put(w, "\"", 1);
-	w_json(w, s, strlen(s), SIZE_MAX);
-	w_put(w, "\"", 1);
-}
-
 static void format_upstreams_json(struct writer *w, const struct scrape *s)
 {
 	w_put(w, "[", 1);
 	for (uint32_t i = 0; i < s->nups; i++) {
 		const struct rw_upstream *up = s->ups[i].up;
 		w_str(w, i ? ",{\"name\":" : "{\"name\":");
-		w_json_str(w, up->name);
+		w_json_quoted(w, up->name);
 		w_str(w, ",\"balance\":");
-		w_json_str(w, up->balance < sizeof balance_names / sizeof balance_names[0]
+		w_json_quoted(w, up->balance < sizeof balance_names / sizeof balance_names[0]
 				      ? balance_names[up->balance] : "unknown");
 		w_str(w, ",\"targets\":[");
 		for (uint32_t t = 0, k = 0; t < s->ntargets; t++) {
@@ -757,9 +750,9 @@ static void format_upstreams_json(struct writer *w, const struct scrape *s)
 			if (r->up != up)
 				continue;
 			w_str(w, k++ ? ",{\"address\":" : "{\"address\":");
-			w_json_str(w, r->address);
+			w_json_quoted(w, r->address);
 			w_str(w, ",\"health\":");
-			w_json_str(w, target_health(r));
+			w_json_quoted(w, target_health(r));
 			w_str(w, ",\"active\":");
 			w_u64(w, r->active);
 			w_str(w, ",\"idle\":");

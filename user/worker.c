@@ -371,13 +371,13 @@ static void worker_destroy(struct worker *w)
 		w->shard.free_exchanges = x->next_free;
 		free(x);
 	}
+	access_log_close(&w->shard.alog); /* what is left, written before the ring goes */
 	loop_destroy(&w->shard.loop);
 	if (w->shard.snap)
 		shard_snap_release(w->shard.snap);
 	struct handover *pending = atomic_exchange(&w->mailbox, NULL);
 	if (pending)
 		handover_free(pending);
-	access_log_close(&w->shard.alog);
 	int log_fd = atomic_exchange(&w->log_mailbox, LOG_MAILBOX_EMPTY);
 	if (log_fd > STDERR_FILENO)
 		close(log_fd);
@@ -558,30 +558,20 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	int *log_fds = calloc(n, sizeof *log_fds);
 	if (!ws->workers || !handovers || !log_fds || !ws->metrics || metrics_bind(ws->metrics, cfg)) {
 		log_error("out of memory starting the workers");
-		free(ws->workers);
-		ws->workers = NULL;
-		metrics_free(ws->metrics);
-		ws->metrics = NULL;
-		free(handovers);
-		free(log_fds);
-		return -1;
+		goto fail;
 	}
 	if (!cfg->generation)
 		cfg->generation = 1;
 	ws->max_header_bytes = cfg->limits.max_header_bytes;
+	for (unsigned i = 0; i < n; i++)
+		log_fds[i] = -1;
 	if (open_logs(cfg, n, log_fds, err, sizeof err) ||
 	    prepare_handovers(ws, n, cfg, handovers, err, sizeof err)) {
 		log_error("%s", err);
 		for (unsigned i = 0; i < n; i++)
 			if (log_fds[i] > STDERR_FILENO)
 				close(log_fds[i]);
-		free(ws->workers);
-		ws->workers = NULL;
-		metrics_free(ws->metrics);
-		ws->metrics = NULL;
-		free(handovers);
-		free(log_fds);
-		return -1;
+		goto fail;
 	}
 	ws->handovers++;
 	pthread_mutex_init(&ws->gate.lock, NULL);
@@ -624,6 +614,14 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 	log_info("%u worker%s started (%s)", n, n == 1 ? "" : "s",
 		 ws->workers[0].cpu >= 0 ? "pinned one per core" : "not pinned");
 	return 0;
+fail:
+	free(ws->workers);
+	ws->workers = NULL;
+	metrics_free(ws->metrics);
+	ws->metrics = NULL;
+	free(handovers);
+	free(log_fds);
+	return -1;
 }
 
 static void wake(struct worker *w)

@@ -70,6 +70,13 @@ void w_ms(struct writer *w, double v);
  * under it, as the access log always cut (a field capped on purpose, not an overflow). Running out
  * of room before `max` is an overflow. */
 void w_json(struct writer *w, const char *s, size_t len, size_t max);
+/* s (NUL-terminated) as a whole JSON string, quotes included. */
+static inline void w_json_quoted(struct writer *w, const char *s)
+{
+	w_put(w, "\"", 1);
+	w_json(w, s, strlen(s), SIZE_MAX);
+	w_put(w, "\"", 1);
+}
 
 /* A header line "Name: value\r\n". */
 static inline void w_header(struct writer *w, struct slice name, struct slice value)

@@ -82,9 +82,8 @@ Test(access_log, records_reach_a_file_whole_and_in_order)
 	for (unsigned round = 0; round < 5; round++) {
 		write_records(&al, round * 2000, 2000); /* more than one buffer each round */
 		access_log_flush(&al);
-		cr_assert(FX_RUN_UNTIL_DO(&L, al.queue == NULL && !al.writing, access_log_flush(&al)));
+		cr_assert(FX_RUN_UNTIL_DO(&L, access_log_idle(&al), access_log_flush(&al)));
 	}
-	cr_assert(access_log_idle(&al));
 	cr_assert_eq(al.dropped, 0);
 	access_log_close(&al);
 	static char text[8 << 20];
@@ -105,7 +104,7 @@ Test(access_log, a_pipe_gets_whole_lines_of_at_most_pipe_buf)
 	access_log_flush(&al);
 	static char text[1 << 20];
 	size_t n = 0;
-	cr_assert(FX_RUN_UNTIL_DO(&L, al.queue == NULL && !al.writing, {
+	cr_assert(FX_RUN_UNTIL_DO(&L, access_log_idle(&al), {
 		/* every read of a pipe returns what whole writes put there: each ends a line */
 		ssize_t got = read(p[0], text + n, sizeof text - n);
 		if (got > 0) {
@@ -129,11 +128,12 @@ Test(access_log, a_reopened_log_takes_the_records_from_then_on)
 	struct access_log al;
 	access_log_init(&al, &L, dup(fa));
 	write_records(&al, 0, 100);
-	access_log_flush(&al); /* a write in flight: the old descriptor stays until it ends */
+	access_log_flush(&al); /* not written yet (batched): they still go to the old log */
 	access_log_reopen(&al, dup(fb));
+	cr_assert_eq(al.fd >= 0 && al.fd != al.next_fd, true);
 	write_records(&al, 100, 50);
 	access_log_flush(&al);
-	cr_assert(FX_RUN_UNTIL_DO(&L, al.queue == NULL && !al.writing, access_log_flush(&al)));
+	cr_assert(FX_RUN_UNTIL_DO(&L, access_log_idle(&al), access_log_flush(&al)));
 	access_log_close(&al);
 	static char text[1 << 20];
 	size_t n = (size_t)pread(fa, text, sizeof text, 0);
@@ -162,13 +162,35 @@ Test(access_log, a_log_that_cannot_keep_up_drops_records_and_never_blocks)
 	fcntl(p[0], F_SETFL, O_NONBLOCK);
 	static char text[4 << 20];
 	size_t n = 0;
-	cr_assert(FX_RUN_UNTIL_DO(&L, al.queue == NULL && !al.writing, {
+	cr_assert(FX_RUN_UNTIL_DO(&L, access_log_idle(&al), {
 		access_log_flush(&al);
 		n += slurp(p[0], text + n, sizeof text - n);
 	}));
 	n += slurp(p[0], text + n, sizeof text - n);
 	const char *first = strstr(text, "\"path\":\"/r/0\"");
 	cr_assert_not_null(first, "the first record was kept");
+	access_log_close(&al);
+	close(p[0]);
+}
+
+Test(access_log, a_few_records_go_out_after_the_flush_delay_without_more_traffic)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	struct access_log al;
+	access_log_init(&al, &L, p[1]);
+	write_records(&al, 0, 3);
+	access_log_flush(&al); /* batched: a few hundred bytes do not make a write yet */
+	static char text[1 << 16];
+	cr_assert_eq(slurp(p[0], text, sizeof text), 0);
+	cr_assert(timer_armed(&al.flush_tm));
+	size_t n = 0;
+	cr_assert(FX_RUN_UNTIL_DO(&L, n > 0 && !al.writing, {
+		access_log_flush(&al);
+		n += slurp(p[0], text + n, sizeof text - n);
+	}), "the records never went out");
+	cr_assert_eq(check_lines(text, n, 0), 3);
 	access_log_close(&al);
 	close(p[0]);
 }
