@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -514,8 +515,15 @@ static int open_log(const struct rw_config *cfg)
 {
 	if (cfg->access_log == ACCESS_LOG_OFF)
 		return -1;
-	if (cfg->access_log == ACCESS_LOG_STDERR)
+	if (cfg->access_log == ACCESS_LOG_STDERR) {
+		/* The workers' ring writes use the file's position without the lock write(2) takes:
+		 * to a regular file they must append, or two could land at the same offset. */
+		struct stat st;
+		int fl = fcntl(STDERR_FILENO, F_GETFL);
+		if (fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) && fl >= 0 && !(fl & O_APPEND))
+			fcntl(STDERR_FILENO, F_SETFL, fl | O_APPEND);
 		return STDERR_FILENO;
+	}
 	int fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	return fd < 0 ? -errno : fd;
 }

@@ -162,11 +162,10 @@ class Gateway:
             return f.read().decode(errors="replace")
 
     def access_records(self):
-        out = []
-        for line in self.logs().splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
+        """The access-log records written so far (a line still being written is not one yet)."""
+        text = self.logs()
+        whole = text[:text.rfind("\n") + 1]
+        return [json.loads(line) for line in whole.splitlines() if line.startswith("{")]
 
     def stop(self, sig_timeout=15):
         """SIGTERM, wait; returns the exit code."""

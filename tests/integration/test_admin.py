@@ -180,7 +180,9 @@ def test_sigusr1_reopens_the_access_log(gw):
         time.sleep(0.05)
     raw_request(gw.port, b"GET /api/users/after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     deadline = time.time() + 10
-    while not os.path.exists(gw.access_log) or b"/after" not in open(gw.access_log, "rb").read():
+    def written():
+        return os.path.exists(gw.access_log) and open(gw.access_log, "rb").read()
+    while not written() or b"/after" not in written() or not written().endswith(b"\n"):
         assert time.time() < deadline, "the request after SIGUSR1 never reached the new file"
         time.sleep(0.05)
     old = open(gw.access_log + ".1", "rb").read()
