@@ -2,10 +2,39 @@
 CC      ?= cc
 CLANG   ?= clang
 VERSION := 0.1.0
+# wolfSSL: Debian's library when its options.h has the assembly (WOLFSSL_AESNI and
+# WOLFSSL_SP_X86_64_ASM), else a static build of the same Debian source with it, made by
+# kernel/build-wolfssl.sh into build/wolfssl/ before anything is compiled (kernel/README.md).
+# Every object, the ASan build, the unit tests and the fuzzers use the same headers and library.
+# WOLFSSL=system forces Debian's library, WOLFSSL=build the static one (for comparisons).
+WOLFSSL ?= auto
+WOLFSSL_CHOICE := $(shell kernel/build-wolfssl.sh --which $(WOLFSSL))
+WOLFSSL_KIND   := $(firstword $(subst |, ,$(WOLFSSL_CHOICE)))
+ifeq ($(WOLFSSL_KIND),build)
+WOLFSSL_CFLAGS := -Ibuild/wolfssl/include
+WOLFSSL_LIBS   := build/wolfssl/lib/libwolfssl.a -lm -lpthread
+WOLFSSL_STAMP  := build/wolfssl/.stamp
+else
+WOLFSSL_CFLAGS :=
+WOLFSSL_LIBS   := -lwolfssl
+WOLFSSL_STAMP  :=
+endif
+# Every object depends on build/wolfssl.choice (rewritten only when the choice changes, so that
+# switching rebuilds everything) and, after it, on the static library when that is the one.
+WOLFSSL_DEPS := build/wolfssl.choice $(WOLFSSL_STAMP)
+# One line per make run (sub-makes repeat it only when their choice differs).
+ifneq ($(RINGWAY_WOLFSSL_SAID),$(WOLFSSL_CHOICE))
+ifeq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
+else
+$(info wolfSSL: $(patsubst $(WOLFSSL_KIND)|%,%,$(WOLFSSL_CHOICE)))
+endif
+endif
+export RINGWAY_WOLFSSL_SAID := $(WOLFSSL_CHOICE)
+
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
-           -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -Ibpf -Ibuild/bpf -MMD -MP
-LDLIBS  := -luring -lyaml -lbpf -lelf -lz -lpthread
+           -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' $(WOLFSSL_CFLAGS) -Iuser -Ibpf -Ibuild/bpf -MMD -MP
+LDLIBS  := -luring -lyaml -lbpf -lelf -lz -lpthread $(WOLFSSL_LIBS)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -I/usr/include/$(shell gcc -dumpmachine)
 SKEL    := build/bpf/limiter.skel.h
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -21,12 +50,19 @@ UNIT_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/
 BPF_TESTS := $(patsubst tests/bpf/%.c,build/tests/bpf_%,$(wildcard tests/bpf/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run bench profile test unit unit-asan bpf-test integration integration-asan fuzz fuzz-smoke asan clean
+.PHONY: FORCE all deps run bench profile test unit unit-asan bpf-test integration integration-asan fuzz fuzz-smoke asan clean
 all: build/ringway build/upstream
 
 # The test set, and the bench set: the tests run perf/bench and perf/profile for a short while.
 deps:
-	@kernel/install-deps.sh test bench
+	@WOLFSSL=$(WOLFSSL) kernel/install-deps.sh test bench
+
+build/wolfssl.choice: FORCE | build
+	@echo '$(WOLFSSL_KIND)' | cmp -s - $@ || echo '$(WOLFSSL_KIND)' >$@
+# The script does nothing when its stamp matches the installed source version (so the stamp keeps
+# its date and nothing relinks); it needs root only to fetch the source the first time.
+build/wolfssl/.stamp: FORCE build/wolfssl.choice
+	@kernel/build-wolfssl.sh $(if $(filter build,$(WOLFSSL)),build,auto)
 
 # The XDP program, and the skeleton the loader embeds it through.
 build/bpf/%.bpf.o: bpf/%.bpf.c bpf/limiter.h | build/bpf
@@ -34,14 +70,14 @@ build/bpf/%.bpf.o: bpf/%.bpf.c bpf/limiter.h | build/bpf
 build/bpf/%.skel.h: build/bpf/%.bpf.o
 	bpftool gen skeleton $< name $* > $@.tmp && mv $@.tmp $@
 
-build/obj/%.o: user/%.c | build/obj $(SKEL)
+build/obj/%.o: user/%.c $(WOLFSSL_DEPS) | build/obj $(SKEL)
 	$(CC) $(CFLAGS) -c $< -o $@
-build/asan/obj/%.o: user/%.c | build/asan/obj $(SKEL)
+build/asan/obj/%.o: user/%.c $(WOLFSSL_DEPS) | build/asan/obj $(SKEL)
 	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
-build/ringway: $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-build/asan/ringway: $(ASAN_OBJ)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+build/ringway: $(OBJ) $(WOLFSSL_DEPS)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
+build/asan/ringway: $(ASAN_OBJ) $(WOLFSSL_DEPS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(ASAN_OBJ) $(LDLIBS)
 asan: build/asan/ringway
 
 build/upstream: tests/upstream/upstream.c | build
@@ -51,9 +87,9 @@ build/upstream: tests/upstream/upstream.c | build
 build/xdp_flood: perf/xdp_flood.c | build
 	$(CC) $(CFLAGS) -o $@ $<
 
-build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
+build/tests/%: tests/unit/%.c $(LIB_OBJ) $(WOLFSSL_DEPS) | build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcriterion
-build/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJ) | build/asan/tests
+build/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJ) $(WOLFSSL_DEPS) | build/asan/tests
 	$(CC) $(CFLAGS) -O1 $(SAN) -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS) -lcriterion
 
 # BPF_PROG_TEST_RUN tests of the XDP program (root: they load it into the kernel).
@@ -74,8 +110,8 @@ unit-asan: $(UNIT_ASAN)
 # libFuzzer harnesses: `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` is the short run.
 FUZZ_SECONDS ?= 300
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) | build/fuzz $(SKEL)
-	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' -Iuser -Ibpf -Ibuild/bpf -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(WOLFSSL_DEPS) | build/fuzz $(SKEL)
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' $(WOLFSSL_CFLAGS) -Iuser -Ibpf -Ibuild/bpf -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c,$^) $(LDLIBS)
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done

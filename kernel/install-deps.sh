@@ -5,7 +5,10 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config liburing-dev libwolfssl-dev libxxhash-dev libbpf-dev
-            libyaml-dev libjansson-dev clang llvm bpftool libelf-dev zlib1g-dev)
+            libyaml-dev libjansson-dev clang llvm bpftool libelf-dev zlib1g-dev
+            dpkg-dev autoconf automake libtool)
+# dpkg-dev (apt-get source), autoconf, automake, libtool: kernel/build-wolfssl.sh, which rebuilds
+# Debian's wolfSSL with its assembly when the system library lacks it (WOLFSSL=system skips it).
 test_pkgs=(libcriterion-dev python3-pytest libclang-rt-14-dev curl iproute2 prometheus)
 bench_pkgs=(nginx-light haproxy wrk nghttp2-client linux-perf)
 
@@ -26,7 +29,11 @@ for p in "${want[@]}"; do
   seen[$p]=1
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Then the static wolfSSL with assembly, when the system one lacks it (as root: it may need a
+# deb-src entry and `apt-get source`; it does nothing when build/wolfssl/ is up to date).
+here=$(dirname "$0")
+wolfssl() { "$here/build-wolfssl.sh" "${WOLFSSL:-auto}"; }
+[ ${#missing[@]} -eq 0 ] && { wolfssl; exit 0; }
 
 echo "install-deps: installing missing Debian packages: ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,3 +51,4 @@ trap '[ $made_policy -eq 1 ] && rm -f "$policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"
+wolfssl
