@@ -21,6 +21,7 @@
 #include "router.h"
 #include "schema.h"
 #include "stage.h"
+#include "tls.h"
 #include "xdp.h"
 
 #define MAX_DURATION_MS (24u * 3600u * 1000u)
@@ -99,6 +100,7 @@ bool config_parse_sockaddr(const char *s, struct rw_sockaddr *out)
 		return false;
 	out->text = copy;
 	out->stats = NULL;
+	out->tls = NULL;
 	out->addr = ss;
 	out->addrlen = len;
 	return true;
@@ -346,6 +348,12 @@ static void parse_targets(struct loader *ld, yaml_node_t *v, void *obj, const st
 	schema_read_address_list(ld, v, rule->key, &up->targets, &up->ntargets, NULL, NULL);
 }
 
+static void parse_upstream_tls(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_upstream *up = obj;
+	up->tls = tls_config_client(ld, v);
+}
+
 static const struct rule upstream_rules[] = {
 	{ .key = "targets", .parse = parse_targets, .required = true },
 	{ .key = "balance", .parse = schema_parse_enum, .words = balance_words,
@@ -356,8 +364,37 @@ static const struct rule upstream_rules[] = {
 	  .offset = offsetof(struct rw_upstream, connect_timeout_ms) },
 	{ .key = "response_timeout", .parse = schema_parse_duration,
 	  .offset = offsetof(struct rw_upstream, response_timeout_ms) },
+	{ .key = "tls", .parse = parse_upstream_tls },
 	{ 0 }
 };
+
+static bool same_tls(const struct rw_tls_client *a, const struct rw_tls_client *b)
+{
+	if (!a || !b)
+		return !a && !b;
+	return a->verify == b->verify && !a->ca == !b->ca && (!a->ca || !strcmp(a->ca, b->ca)) &&
+	       !a->sni == !b->sni && (!a->sni || !strcmp(a->sni, b->sni));
+}
+
+/* Connections to one address are pooled together, whichever upstream asked: upstreams that share
+ * a target must reach it the same way. */
+static void check_shared_targets(struct loader *ld, const struct rw_config *cfg,
+				 const struct rw_upstream *up, const yaml_node_t *key)
+{
+	for (const struct rw_upstream *other = cfg->upstreams; other < up; other++)
+		for (uint32_t i = 0; i < up->ntargets; i++)
+			for (uint32_t k = 0; k < other->ntargets; k++)
+				if (rw_sockaddr_is(&other->targets[k], &up->targets[i].addr,
+						   up->targets[i].addrlen) &&
+				    !same_tls(other->tls, up->tls)) {
+					schema_report(ld, key,
+						      "upstream '%s': target %s is also upstream '%s''s, with "
+						      "other tls settings (connections to an address are "
+						      "pooled together)",
+						      up->name, up->targets[i].text, other->name);
+					return;
+				}
+}
 
 /* upstreams: a mapping from name to upstream; a repeated name is a duplicate key. */
 static void parse_upstreams(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
@@ -397,6 +434,7 @@ static void parse_upstreams(struct loader *ld, yaml_node_t *v, void *obj, const 
 		snprintf(label, sizeof label, "upstream '%.60s'", up->name);
 		if (schema_expect_kind(ld, body, YAML_MAPPING_NODE, label))
 			schema_walk_mapping(ld, body, label, upstream_rules, up);
+		check_shared_targets(ld, cfg, up, key);
 	}
 }
 
@@ -404,6 +442,7 @@ static void upstreams_free(struct rw_config *cfg)
 {
 	for (uint32_t i = 0; i < cfg->nupstreams; i++) {
 		free(cfg->upstreams[i].name);
+		tls_client_config_free(cfg->upstreams[i].tls);
 		schema_free_addresses(cfg->upstreams[i].targets, cfg->upstreams[i].ntargets);
 	}
 	free(cfg->upstreams);
@@ -658,11 +697,52 @@ static void check_listen_unique(struct loader *ld, const yaml_node_t *item,
 	}
 }
 
+static void parse_listen_address(struct loader *ld, yaml_node_t *v, void *obj,
+				 const struct rule *rule)
+{
+	schema_read_address(ld, v, "listen.address", obj);
+}
+
+static void parse_listen_tls(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_sockaddr *a = obj;
+	a->tls = tls_config_server(ld, v);
+}
+
+static const struct rule listen_rules[] = {
+	{ .key = "address", .parse = parse_listen_address, .required = true },
+	{ .key = "tls", .parse = parse_listen_tls },
+	{ 0 }
+};
+
+/* listen: addresses, each written as it is ("127.0.0.1:8080") or as a mapping with its TLS
+ * ({address: "127.0.0.1:8443", tls: {...}}). */
 static void parse_listen(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
 	struct rw_frontend *f = obj;
-	schema_read_address_list(ld, v, rule->key, &f->listens, &f->nlistens, check_listen_unique,
-				 f);
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (schema_item_count(v) == 0) {
+		schema_report(ld, v, "%s: at least one address is required", rule->key);
+		return;
+	}
+	if (!(f->listens = schema_alloc(ld, schema_item_count(v), sizeof *f->listens)))
+		return;
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		yaml_node_t *item = schema_node(ld, *i);
+		struct rw_sockaddr a = { 0 };
+		yaml_node_t *at = item;
+		if (item->type == YAML_MAPPING_NODE) {
+			schema_walk_mapping(ld, item, "listen", listen_rules, &a);
+			yaml_node_pair_t *p = schema_find_pair(ld, item, "address");
+			at = p ? schema_node(ld, p->value) : item;
+		} else if (!schema_read_address(ld, item, rule->key, &a)) {
+			continue;
+		}
+		if (a.text)
+			check_listen_unique(ld, at, &a, f);
+		f->listens[f->nlistens++] = a; /* freed with the frontend, even half read */
+	}
 }
 
 static const struct rule frontend_rules[] = {
@@ -727,6 +807,8 @@ static void frontends_free(struct rw_config *cfg)
 			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
+		for (uint32_t j = 0; j < f->nlistens; j++)
+			tls_server_config_free(f->listens[j].tls);
 		schema_free_addresses(f->listens, f->nlistens);
 		free(f->name);
 	}

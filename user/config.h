@@ -17,11 +17,14 @@ struct route_stats;
 struct upstream_stats;
 struct target_stats;
 
+struct rw_tls_server;
+
 struct rw_sockaddr {
 	char *text; /* as written: "127.0.0.1:9101", "[::1]:8080" */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct target_stats *stats; /* an upstream target's counters (metrics_bind); NULL for listens */
+	struct rw_tls_server *tls;  /* a listen address's TLS (tls.h); NULL: plain */
 };
 
 /* Whether a holds the address addr (of len bytes): listeners and pools are keyed this way. */
@@ -33,8 +36,11 @@ static inline bool rw_sockaddr_is(const struct rw_sockaddr *a, const struct sock
 
 enum rw_balance { BALANCE_ROUND_ROBIN = 0, BALANCE_RANDOM, BALANCE_LEAST_CONN };
 
+struct rw_tls_client;
+
 struct rw_upstream {
 	char *name;
+	struct rw_tls_client *tls;    /* TLS to its targets (tls.h); NULL: plain */
 	uint32_t index; /* position in rw_config.upstreams */
 	struct rw_sockaddr *targets;
 	uint32_t ntargets;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "exchange.h"
+#include "tls.h"
 #include "metrics.h"
 #include "transport.h"
 #include "shard.h"
@@ -54,6 +55,15 @@ void client_accepted(struct shard *sh, uint32_t listener, int fd)
 	}
 	memset(c, 0, sizeof *c);
 	sock_init(&c->s, fd, BUF_GROUP_CLIENT, &client_sock_ops, &transport_plain);
+	const struct rw_sockaddr *entry = sh->snap->listener_entry[listener];
+	const struct rw_tls_server *tls = entry ? entry->tls : NULL;
+	if (tls && (!tls->rt || tls_accept(&sh->loop, &c->s, tls->rt))) {
+		log_error("out of memory for TLS: connection refused");
+		close(fd);
+		c->next = sh->free_clients;
+		sh->free_clients = c;
+		return;
+	}
 	c->s.connected = true;
 	c->sh = sh;
 	c->listener = listener;
@@ -78,7 +88,11 @@ void client_accepted(struct shard *sh, uint32_t listener, int fd)
 	sh->nclients++;
 	stat_set(&sh->stats->clients_open, sh->nclients);
 	stat_add(&sh->stats->clients_accepted, 1);
-	c->state = C_HEAD; /* the header timeout runs from accept */
+	c->state = C_HEAD; /* the header timeout runs from accept, after the TLS handshake's */
+	if (tls) {
+		c->handshaking = true;
+		timer_arm(&sh->loop.wheel, &c->s.tm, tls->handshake_timeout_ms, client_timer_fired);
+	}
 	client_arm_timer(c);
 	sock_arm_recv(&sh->loop, &c->s);
 }
@@ -367,6 +381,13 @@ static void client_on_data(struct sock *s)
 {
 	struct client *c = (struct client *)s;
 	struct shard *sh = c->sh;
+	if (c->handshaking) {
+		if (!s->tx->ready(s))
+			return;
+		c->handshaking = false; /* the head's own timeout starts now */
+		timer_cancel(&sh->loop.wheel, &c->s.tm);
+		client_arm_timer(c);
+	}
 	if (c->state == C_DONE) { /* answered and closing: what still comes is dropped */
 		segq_clear(&sh->loop.bufs, &c->s.in);
 		return;
@@ -390,6 +411,10 @@ static void client_on_eof(struct sock *s, int err)
 	struct client *c = (struct client *)s;
 	if (c->lingering) {
 		client_close(c);
+		return;
+	}
+	if (err == EPROTONOSUPPORT && !c->x) { /* plaintext HTTP on a TLS port: said in plaintext */
+		client_refuse(c, RW_HTTP_ON_TLS_PORT, NULL, true);
 		return;
 	}
 	if (err) {
@@ -482,6 +507,11 @@ static void client_timer_fired(struct timer *t)
 		client_close(c);
 		return;
 	case C_HEAD:
+		if (c->handshaking) { /* no answer can go out before the handshake */
+			log_info("tls: handshake not done within handshake_timeout: closing");
+			client_close(c);
+			return;
+		}
 		client_refuse(c, RW_HEADER_TIMEOUT, NULL, true);
 		return;
 	case C_EXCHANGE:

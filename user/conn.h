@@ -31,6 +31,7 @@ struct client {
 	bool close_after;     /* close once the current response is sent */
 	bool in_process;      /* client_process is on the stack */
 	bool lingering;       /* answered, FIN sent: dropping input until the client closes */
+	bool handshaking;     /* a TLS handshake runs (its own timeout) */
 	uint16_t peer_port;
 	uint8_t peer_family;
 	uint8_t peer_addr[16];

@@ -17,6 +17,7 @@
 #include "ring.h"
 #include "schema.h"
 #include "sock.h"
+#include "tls.h"
 #include "worker.h"
 #include "xdp.h"
 
@@ -182,6 +183,28 @@ static void on_signal(struct loop_task *t, struct io_uring_cqe *cqe)
 	arm_signals(ctl);
 }
 
+/* ---- session-ticket keys ------------------------------------------------------------------------ */
+
+/* A ring timeout, not the wheel: the wheel ticks every 10 ms while a timer is armed, and this one
+ * fires once an hour. */
+static void arm_rotation(struct control *ctl)
+{
+	ctl->rotate_ts.tv_sec = TLS_TICKET_ROTATE_MS / 1000;
+	ctl->rotate_ts.tv_nsec = 0;
+	struct io_uring_sqe *sqe = loop_sqe(&ctl->loop);
+	io_uring_prep_timeout(sqe, &ctl->rotate_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, UD(&ctl->rotate_task, OP_TASK));
+}
+
+static void on_rotate(struct loop_task *t, struct io_uring_cqe *cqe)
+{
+	struct control *ctl = container_of(t, struct control, rotate_task);
+	tls_rotate_ticket_keys();
+	log_info("tls: session-ticket key rotated (tickets under the one before stay good for %u s)",
+		 TLS_TICKET_ROTATE_MS / 1000);
+	arm_rotation(ctl);
+}
+
 /* ---- the loop --------------------------------------------------------------------------------- */
 
 static int control_setup(struct control *ctl)
@@ -206,6 +229,8 @@ static int control_setup(struct control *ctl)
 	}
 	ctl->signal_task.fn = on_signal;
 	arm_signals(ctl);
+	ctl->rotate_task.fn = on_rotate;
+	arm_rotation(ctl);
 	if (ctl->cfg->admin.enabled) {
 		char err[512];
 		ctl->admin = admin_start(ctl, &ctl->cfg->admin, err, sizeof err);

@@ -28,6 +28,8 @@ struct control {
 	struct signalfd_siginfo si;
 	struct loop_task signal_task;
 	int stop_signal;                /* the signal that stops the gateway; 0 while it runs */
+	struct loop_task rotate_task;   /* the session-ticket keys' rotation, a ring timeout */
+	struct __kernel_timespec rotate_ts;
 	struct admin *admin;            /* NULL: no admin section */
 	unsigned admins_retiring;       /* stopped admin listeners whose accept has not ended yet */
 	struct admin_client *admin_clients;

@@ -75,6 +75,8 @@ struct loop {
 	uint32_t nsplices;     /* pipes in use (owned by a leg or waiting for completions) */
 	uint64_t rng;          /* xorshift state */
 	uint64_t accept_warned_ms;
+	_Atomic uint64_t *tls_counts;   /* the worker's TLS handshakes by enum tls_count (tls.h); NULL:
+				       * not counted */
 	_Atomic uint64_t *recv_starved; /* per buffer group, the worker's count of multishot recvs
 					 * ended by an empty buffer ring (metrics.h); NULL: none */
 	struct __kernel_timespec tick_ts;

@@ -35,6 +35,7 @@ static const char *const balance_names[] = {
 };
 
 static const char *const buf_group_names[METRICS_BUF_GROUPS] = { "client", "upstream" };
+static const char *const tls_result_names[METRICS_TLS_COUNTS] = { "full", "resumed", "failed" };
 
 struct metrics {
 	unsigned nworkers;
@@ -263,6 +264,7 @@ struct target_row {
 struct worker_row {
 	uint64_t clients_open, clients_accepted, cq_overflows;
 	uint64_t recv_starved[METRICS_BUF_GROUPS];
+	uint64_t tls[METRICS_TLS_COUNTS];
 };
 
 struct scrape {
@@ -402,6 +404,8 @@ static int scrape(struct metrics *m, const struct rw_config *cfg, struct scrape 
 		row->clients_accepted = rd(&ws->clients_accepted);
 		for (unsigned g = 0; g < METRICS_BUF_GROUPS; g++)
 			row->recv_starved[g] = rd(&ws->recv_starved[g]);
+		for (unsigned k = 0; k < METRICS_TLS_COUNTS; k++)
+			row->tls[k] = rd(&ws->tls[k]);
 		const unsigned *overflow = atomic_load_explicit(&ws->cq_overflow, memory_order_acquire);
 		if (overflow) /* the kernel's counter in the ring's shared memory */
 			row->cq_overflows = __atomic_load_n(overflow, __ATOMIC_RELAXED);
@@ -686,6 +690,16 @@ static void format_workers(struct writer *w, const struct scrape *s)
 			l[1] = (struct label){ "group", buf_group_names[g] };
 			sample_u64(w, "ringway_worker_buffer_ring_exhausted_total", l, 2,
 				   s->workers[i].recv_starved[g]);
+		}
+	}
+	family(w, "ringway_tls_handshakes_total", "counter",
+	       "TLS handshakes of a worker, with clients and upstreams: full, resumed (a session "
+	       "ticket or cached session), failed.");
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		worker_text(id, i);
+		for (unsigned k = 0; k < METRICS_TLS_COUNTS; k++) {
+			l[1] = (struct label){ "result", tls_result_names[k] };
+			sample_u64(w, "ringway_tls_handshakes_total", l, 2, s->workers[i].tls[k]);
 		}
 	}
 }

@@ -17,6 +17,7 @@
 
 #define METRICS_LINE 64          /* a cache line: the slots of two workers never share one */
 #define METRICS_BUCKETS 15       /* duration histogram buckets, the last one +Inf */
+#define METRICS_TLS_COUNTS 3 /* enum tls_count (tls.h) */
 #define METRICS_BUF_GROUPS 2     /* buffer rings: client (0) and upstream (1), as in buf.h */
 #define METRICS_UNTIMED UINT64_MAX /* a duration that is not known */
 
@@ -66,6 +67,7 @@ struct worker_stats {
 	_Atomic uint64_t clients_open;        /* gauge */
 	_Atomic uint64_t clients_accepted;
 	_Atomic uint64_t recv_starved[METRICS_BUF_GROUPS]; /* multishot recvs ended by -ENOBUFS */
+	_Atomic uint64_t tls[METRICS_TLS_COUNTS];           /* handshakes: full, resumed, failed */
 	_Atomic uint64_t refusals[RW_REASON_COUNT]; /* requests answered or failed with a reason */
 	_Atomic(const unsigned *) cq_overflow; /* the ring's kernel overflow counter; NULL: no ring */
 } __attribute__((aligned(METRICS_LINE)));

@@ -11,6 +11,8 @@
 
 #include "conn.h"
 #include "exchange.h"
+#include "tls.h"
+#include "transport.h"
 #include "upstream.h"
 #include "shard.h"
 #include "writer.h"
@@ -97,7 +99,7 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, ", ");
 	}
 	w_str(&o, ip);
-	w_str(&o, "\r\nX-Forwarded-Proto: http\r\n");
+	w_str(&o, x->down->tx->secure ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
 	if (req->host.len)
 		w_header(&o, SLICE_LIT("X-Forwarded-Host"), req->host);
 	w_str(&o, "Via: ");
@@ -248,9 +250,9 @@ void leg_upstream_failed(struct leg *lg, int err)
 	if (!lg->started) {
 		if (!u->reused) /* a pooled connection closed under a request is keep-alive's race */
 			upconn_target_health(u, false);
-		if (u->s.in.bytes == 0 && can_retry(lg, false) && retry(lg, false))
+		if (err != EPROTO && u->s.in.bytes == 0 && can_retry(lg, false) && retry(lg, false))
 			return;
-		leg_fail(lg, RW_UPSTREAM_RESET, err);
+		leg_fail(lg, err == EPROTO ? RW_UPSTREAM_TLS_FAILED : RW_UPSTREAM_RESET, err);
 		return;
 	}
 	/* mid-response: what is queued still goes out; the sink decides how it ends */
@@ -435,14 +437,22 @@ static size_t build_response_head(const struct exchange *x, const struct http_re
 	else
 		w_str(&o, status_text(r->status));
 	w_str(&o, "\r\n");
+	const struct rw_sockaddr *le = x->snap->listener_entry[x->c->listener];
+	const char *hsts = le && le->tls && le->tls->hsts_max_age ? le->tls->hsts_header : NULL;
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		const struct http_header *h = &r->headers[i];
-		if (!h->hop && h->id != HDR_X_REQUEST_ID)
+		if (!h->hop && h->id != HDR_X_REQUEST_ID &&
+		    !(hsts && slice_ieq(h->name, "strict-transport-security", 25)))
 			w_header(&o, h->name, h->value);
 	}
 	w_str(&o, "X-Request-Id: ");
 	w_str(&o, x->request_id);
 	w_str(&o, "\r\n");
+	if (hsts) { /* the listener's policy, not the upstream's */
+		w_str(&o, "Strict-Transport-Security: ");
+		w_str(&o, hsts);
+		w_str(&o, "\r\n");
+	}
 	if (close)
 		w_str(&o, "Connection: close\r\n");
 	else if (x->client_http10)

@@ -25,6 +25,7 @@
 	X(BAD_EXPECT, 417, "bad_expect", "unsupported Expect header")                              \
 	X(UNSUPPORTED_METHOD, 501, "unsupported_method", "method not supported by this gateway")   \
 	X(BAD_VERSION, 505, "bad_version", "HTTP version not supported")                           \
+	X(HTTP_ON_TLS_PORT, 400, "http_on_tls_port", "this port speaks TLS: use https")          \
 	X(HEADER_TIMEOUT, 408, "header_timeout", "request head not received in time")              \
 	X(CLIENT_TIMEOUT, 408, "client_timeout", "client stalled during the request")              \
 	X(BODY_TOO_LARGE, 413, "body_too_large", "request body too large")                         \
@@ -36,6 +37,7 @@
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \
 	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \
 	X(UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "upstream sent an invalid response") \
+	X(UPSTREAM_TLS_FAILED, 502, "upstream_tls_failed", "TLS with the upstream failed")         \
 	X(UPSTREAM_UNAVAILABLE, 503, "upstream_unavailable", "no upstream connection available")   \
 	X(UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_connect_timeout", "upstream connect timed out") \
 	X(UPSTREAM_TIMEOUT, 504, "upstream_timeout", "upstream response timed out")                \

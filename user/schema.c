@@ -539,21 +539,29 @@ void schema_read_address_list(struct loader *ld, yaml_node_t *v, const char *wha
 		return;
 	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
 		const yaml_node_t *item = schema_node(ld, *i);
-		const char *s = schema_expect_scalar(ld, item, what);
-		if (!s)
-			continue;
 		struct rw_sockaddr addr;
-		if (!config_parse_sockaddr(s, &addr)) {
-			schema_report(ld, item,
-				      "%s: invalid address '%s' (expected a.b.c.d:port or [ipv6]:port, "
-				      "numeric, port 1..65535)",
-				      what, s);
+		if (!schema_read_address(ld, item, what, &addr))
 			continue;
-		}
 		if (check)
 			check(ld, item, &addr, ctx);
 		(*list)[(*count)++] = addr;
 	}
+}
+
+bool schema_read_address(struct loader *ld, const yaml_node_t *v, const char *what,
+			 struct rw_sockaddr *out)
+{
+	const char *s = schema_expect_scalar(ld, v, what);
+	if (!s)
+		return false;
+	if (!config_parse_sockaddr(s, out)) {
+		schema_report(ld, v,
+			      "%s: invalid address '%s' (expected a.b.c.d:port or [ipv6]:port, numeric, "
+			      "port 1..65535)",
+			      what, s);
+		return false;
+	}
+	return true;
 }
 
 void schema_free_addresses(struct rw_sockaddr *list, uint32_t n)

@@ -136,6 +136,9 @@ const char *schema_read_name(struct loader *ld, const yaml_node_t *v, const char
  * true. */
 bool schema_check_path(struct loader *ld, const yaml_node_t *v, const char *what, const char *s);
 
+/* Reads one address (a scalar) into out, or reports why it is not one. */
+bool schema_read_address(struct loader *ld, const yaml_node_t *v, const char *what,
+			 struct rw_sockaddr *out);
 /* Reads a non-empty sequence of addresses into *list; check (optional) vets each one, with ctx. */
 typedef void schema_address_check_fn(struct loader *ld, const yaml_node_t *item,
 				     const struct rw_sockaddr *addr, void *ctx);

@@ -10,6 +10,7 @@ static void wsnap_free(struct wsnap *s)
 {
 	upstream_view_free(&s->ups);
 	free(s->listener_fe);
+	free(s->listener_entry);
 	config_unref(s->cfg);
 	free(s);
 }
@@ -17,11 +18,16 @@ static void wsnap_free(struct wsnap *s)
 int shard_adopt(struct shard *sh, struct rw_config *cfg)
 {
 	struct wsnap *s = calloc(1, sizeof *s);
-	if (s)
+	if (s) {
 		s->listener_fe = calloc(sh->nlisteners ? sh->nlisteners : 1, sizeof *s->listener_fe);
-	if (!s || !s->listener_fe || upstream_view_build(&s->ups, &sh->pools, cfg, sh->id)) {
-		if (s)
+		s->listener_entry = calloc(sh->nlisteners ? sh->nlisteners : 1, sizeof *s->listener_entry);
+	}
+	if (!s || !s->listener_fe || !s->listener_entry ||
+	    upstream_view_build(&s->ups, &sh->pools, cfg, sh->id)) {
+		if (s) {
 			free(s->listener_fe);
+			free(s->listener_entry);
+		}
 		free(s);
 		config_unref(cfg);
 		return -1;
@@ -34,8 +40,10 @@ int shard_adopt(struct shard *sh, struct rw_config *cfg)
 			continue;
 		for (uint32_t f = 0; f < cfg->nfrontends && !s->listener_fe[i]; f++)
 			for (uint32_t k = 0; k < cfg->frontends[f].nlistens; k++)
-				if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sl->addr, sl->addrlen))
+				if (rw_sockaddr_is(&cfg->frontends[f].listens[k], &sl->addr, sl->addrlen)) {
 					s->listener_fe[i] = &cfg->frontends[f];
+					s->listener_entry[i] = &cfg->frontends[f].listens[k];
+				}
 	}
 	struct wsnap *old = sh->snap;
 	sh->snap = s;

@@ -29,6 +29,7 @@ struct wsnap {
 	uint32_t users;                     /* exchanges on it, + 1 while it is current */
 	struct upstream_view ups;           /* its upstreams over the shard's pools */
 	const struct rw_frontend **listener_fe; /* per listener of the shard: its frontend, or NULL */
+	const struct rw_sockaddr **listener_entry; /* per listener: its listen entry (its tls) */
 };
 
 /* A listening socket and the address it is keyed by. */

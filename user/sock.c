@@ -39,7 +39,7 @@ void sock_arm_recv(struct loop *l, struct sock *s)
 
 void sock_flush(struct loop *l, struct sock *s)
 {
-	if (s->send_busy || s->closing || !s->connected || s->out.bytes == 0)
+	if (s->send_busy || s->closing || !s->connected)
 		return;
 	s->tx->flush(l, s);
 }
@@ -167,6 +167,14 @@ static void on_recv(struct loop *l, struct sock *s, struct io_uring_cqe *cqe)
 			return;
 		}
 		int err = s->tx->received(l, s, bid, (uint32_t)res);
+		if (err == TRANSPORT_EOF) { /* what came before the end first */
+			s->ops->on_data(s);
+			if (!s->closing && !s->eof) {
+				s->eof = true;
+				s->ops->on_eof(s, 0);
+			}
+			return;
+		}
 		if (err) { /* the bytes cannot be kept: the stream ends here, with the reason */
 			s->eof = true;
 			s->ops->on_eof(s, -err);
@@ -250,6 +258,8 @@ void sock_free_closed(struct loop *l, bool by_ring)
 			close(s->fd);
 		}
 		s->fd = -1;
+		if (s->tx->release)
+			s->tx->release(l, s);
 		segq_clear(&l->bufs, &s->in);
 		segq_clear(&l->bufs, &s->out);
 		if (s->sc) {

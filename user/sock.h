@@ -55,6 +55,7 @@ struct sock {
 	uint16_t inflight;    /* operations in flight that name this socket */
 	const struct sock_ops *ops;
 	const struct transport_ops *tx;
+	void *tx_state;       /* the transport's own (TLS: its wolfSSL object and ciphertext) */
 	struct segq in;       /* received plaintext not consumed yet */
 	struct segq out;      /* plaintext to send */
 	struct sendctx *sc;

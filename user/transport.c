@@ -24,12 +24,12 @@ static struct sendctx *sendctx_get(struct loop *l)
 	return malloc(sizeof *sc);
 }
 
-static void plain_flush(struct loop *l, struct sock *s)
+void transport_send_queue(struct loop *l, struct sock *s, struct segq *q)
 {
 	struct io_uring_sqe *sqe;
-	if (s->out.head->next == NULL || s->out.head->len >= 65536) {
+	if (q->head->next == NULL || q->head->len >= 65536) {
 		/* one segment: a plain send */
-		struct seg *g = s->out.head;
+		struct seg *g = q->head;
 		sqe = loop_sqe(l);
 		io_uring_prep_send(sqe, s->fd, seg_ptr(&l->bufs, g), g->len, MSG_NOSIGNAL);
 	} else {
@@ -37,7 +37,7 @@ static void plain_flush(struct loop *l, struct sock *s)
 			return; /* out of memory: retried on the next flush */
 		struct sendctx *sc = s->sc;
 		unsigned n = 0;
-		for (struct seg *g = s->out.head; g && n < SEND_IOV_MAX; g = g->next) {
+		for (struct seg *g = q->head; g && n < SEND_IOV_MAX; g = g->next) {
 			sc->iov[n].iov_base = seg_ptr(&l->bufs, g);
 			sc->iov[n].iov_len = g->len;
 			n++;
@@ -53,14 +53,25 @@ static void plain_flush(struct loop *l, struct sock *s)
 	s->inflight++;
 }
 
-static void plain_sent(struct loop *l, struct sock *s, uint32_t res)
+static void plain_flush(struct loop *l, struct sock *s)
 {
-	segq_consume(&l->bufs, &s->out, res);
-	if (s->out.bytes == 0 && s->sc) { /* an idle socket holds no send context */
+	if (s->out.bytes)
+		transport_send_queue(l, s, &s->out);
+}
+
+void transport_release_sendctx(struct loop *l, struct sock *s)
+{
+	if (s->out.bytes == 0 && s->sc) {
 		s->sc->next_free = l->free_sc;
 		l->free_sc = s->sc;
 		s->sc = NULL;
 	}
+}
+
+static void plain_sent(struct loop *l, struct sock *s, uint32_t res)
+{
+	segq_consume(&l->bufs, &s->out, res);
+	transport_release_sendctx(l, s);
 }
 
 static void plain_shutdown_write(struct loop *l, struct sock *s)

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "transport.h"
 
 void upstream_pools_init(struct upstream_pools *p, struct loop *l)
@@ -286,6 +287,14 @@ static struct upconn *connect_new(struct upstream_pools *p, const struct rw_upst
 	}
 	memset(u, 0, sizeof *u);
 	sock_init(&u->s, fd, BUF_GROUP_UPSTREAM, &upconn_sock_ops, &transport_plain);
+	if (up->tls && up->tls->rt && tls_connect(p->loop, &u->s, up->tls->rt)) {
+		log_error("upstream %s: out of memory for TLS", pool->text);
+		close(fd);
+		u->next = p->free;
+		p->free = u;
+		*why = RW_UPSTREAM_UNAVAILABLE;
+		return NULL;
+	}
 	u->pools = p;
 	u->pool = pool;
 	u->state = U_CONNECTING;

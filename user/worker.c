@@ -590,6 +590,7 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		w->shard.id = i;
 		w->shard.stats = metrics_worker(ws->metrics, i);
 		w->shard.loop.recv_starved = w->shard.stats->recv_starved;
+		w->shard.loop.tls_counts = w->shard.stats->tls;
 		w->cpu = (ncpu && (cfg->workers == 0 || n <= ncpu)) ? cpus[i % ncpu] : -1;
 		w->mailbox = handovers[i]; /* the first snapshot comes like every later one */
 		w->log_mailbox = log_fds[i];

@@ -337,7 +337,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 	EXPECT_ERRORS("upstreams:\n"
 		      "  users: {targets: [\"127.0.0.1:9101\"], weight: 3}\n" FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:2:40: upstream 'users': unknown key 'weight' (valid keys: targets, "
-		      "balance, keepalive, connect_timeout, response_timeout)");
+		      "balance, keepalive, connect_timeout, response_timeout, tls)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
 		      "      - {name: r, match: {path: /}, upstream: users}\n",
 		      "t.yaml:7:26: match: needs exactly one of path_prefix, path_exact",
