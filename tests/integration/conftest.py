@@ -239,3 +239,82 @@ def raw_request(port, data, read_timeout=5.0, shutdown=False):
         except socket.timeout:
             pass
     return out
+
+
+class Pki:
+    """A throw-away test PKI made with the openssl CLI in `directory`: a CA ("ca"), certificates
+    for servers and clients signed by it (or by another CA made with ca()). Every method returns
+    paths; `path(name + ".pem")` / `path(name + ".key")` name what it wrote."""
+
+    def __init__(self, directory):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _openssl(self, *args):
+        r = subprocess.run(["openssl", *args], cwd=self.dir, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}"
+        return r.stdout
+
+    def _key(self, name, kind):
+        key = self.path(name + ".key")
+        if kind == "rsa":
+            self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                          "-out", key)
+        else:
+            self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                          "-out", key)
+        return key
+
+    def ca(self, name="ca", cn="ringway test CA"):
+        """A self-signed CA: NAME.pem, NAME.key."""
+        key = self._key(name, "ec")
+        pem = self.path(name + ".pem")
+        self._openssl("req", "-x509", "-new", "-key", key, "-out", pem, "-days", "30",
+                      "-subj", f"/CN={cn}", "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        return pem, key
+
+    def issue(self, name, subject, dns=(), kind="ec", ca="ca", client=False, key=None):
+        """A leaf certificate NAME.pem (with key NAME.key, new unless `key` is given) for
+        `subject` ("/CN=.../O=..."), DNS subject alternative names `dns`, signed by CA `ca`."""
+        if key is None:
+            key = self._key(name, kind)
+        csr, pem, ext = (self.path(name + s) for s in (".csr", ".pem", ".ext"))
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                    f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+            if dns:
+                f.write("subjectAltName=" + ",".join(f"DNS:{d}" for d in dns) + "\n")
+        self._openssl("req", "-new", "-key", key, "-out", csr, "-subj", subject)
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.path(ca + ".pem"),
+                      "-CAkey", self.path(ca + ".key"), "-CAcreateserial", "-out", pem,
+                      "-days", "30", "-sha256", "-extfile", ext)
+        return pem, key
+
+    def der(self, name):
+        """The DER bytes of NAME.pem (what a TLS peer presents)."""
+        import ssl
+        with open(self.path(name + ".pem")) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """The standard test PKI: CA "ca" and "other-ca"; servers "a" (ECDSA P-256, a.test and
+    *.a.test), "b" (RSA-2048, b.test), "up" (ECDSA, up.test); clients "client" (CN=client-1,
+    O=ringway-tests, by ca) and "stranger" (same subject, by other-ca)."""
+    p = Pki(tmp_path_factory.mktemp("pki"))
+    p.ca("ca", "ringway test CA")
+    p.ca("other-ca", "ringway other CA")
+    p.issue("a", "/CN=a.test", dns=("a.test", "*.a.test"), kind="ec")
+    p.issue("b", "/CN=b.test", dns=("b.test",), kind="rsa")
+    p.issue("up", "/CN=up.test", dns=("up.test",), kind="ec")
+    p.issue("client", "/CN=client-1/O=ringway-tests", client=True)
+    p.issue("stranger", "/CN=client-1/O=ringway-tests", client=True, ca="other-ca")
+    return p
