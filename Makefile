@@ -50,7 +50,7 @@ UNIT_ASAN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/
 BPF_TESTS := $(patsubst tests/bpf/%.c,build/tests/bpf_%,$(wildcard tests/bpf/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: FORCE all deps run bench profile test unit unit-asan bpf-test integration integration-asan fuzz fuzz-smoke asan clean
+.PHONY: FORCE all deps run bench profile testssl test unit unit-asan bpf-test integration integration-asan fuzz fuzz-smoke asan clean
 all: build/ringway build/upstream
 
 # The test set, and the bench set: the tests run perf/bench and perf/profile for a short while.
@@ -136,6 +136,12 @@ test: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	tests/upstream/demo.sh
+
+# testssl.sh against a TLS listener of ringway: no TLS < 1.2, no cipher without forward secrecy,
+# no vulnerability it checks for (about two minutes).
+testssl: deps
+	@$(MAKE) --no-print-directory all
+	tests/testssl-check
 
 # ringway, NGINX and HAProxy side by side (about 12 minutes; perf/bench --help for shorter runs).
 bench: deps
