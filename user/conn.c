@@ -413,6 +413,8 @@ static void client_on_eof(struct sock *s, int err)
 		client_close(c);
 		return;
 	}
+	if (c->handshaking) /* the client went away before its TLS handshake was done */
+		tls_peer_closed(&c->s);
 	if (err == EPROTONOSUPPORT && !c->x) { /* plaintext HTTP on a TLS port: said in plaintext */
 		client_refuse(c, RW_HTTP_ON_TLS_PORT, NULL, true);
 		return;

@@ -702,6 +702,17 @@ static void tls_shutdown_write(struct loop *l, struct sock *s)
 		send_cout(l, s, t);
 }
 
+void tls_peer_closed(struct sock *s)
+{
+	struct tls_conn *t = s->tx == &transport_tls ? s->tx_state : NULL;
+	if (!t || (t->state != T_SNIFF && t->state != T_HANDSHAKE))
+		return;
+	log_info("tls: %s closed the connection during the handshake (%llu bytes of it received)",
+		 peer_of(t), (unsigned long long)t->cin.bytes);
+	count(t, TLS_FAILED);
+	t->state = T_FAILED;
+}
+
 static bool tls_ready(const struct sock *s)
 {
 	const struct tls_conn *t = s->tx_state;

@@ -74,6 +74,9 @@ int tls_accept(struct loop *l, struct sock *s, struct tls_server *srv);
 /* Makes s (connecting) a TLS client connection of cli: the handshake starts once it is
  * connected, and what is queued goes once it is done. -ENOMEM. */
 int tls_connect(struct loop *l, struct sock *s, struct tls_client *cli);
+/* The peer ended the stream (a plain EOF, not a close_notify): during a handshake that is a
+ * failed handshake, logged and counted. */
+void tls_peer_closed(struct sock *s);
 /* The verified client certificate's subject ("/CN=.../O=..."), or NULL (no mTLS, or plain). */
 const char *tls_peer_subject(const struct sock *s);
 

@@ -31,6 +31,8 @@ void upstream_pools_destroy(struct upstream_pools *p)
 		for (struct upconn *u = pool->idle, *next; u; u = next) {
 			next = u->next;
 			close(u->s.fd);
+			if (u->s.tx->release) /* a TLS connection's state */
+				u->s.tx->release(p->loop, &u->s);
 			segq_clear(&p->loop->bufs, &u->s.in);
 			free(u->s.sc);
 			free(u);
