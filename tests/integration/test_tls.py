@@ -505,6 +505,23 @@ def test_non_forward_secret_and_cbc_suites_refused(gw, pki):
     assert_serves(gw, pki)
 
 
+def test_key_exchange_groups_are_x25519_p256_p384(gw, pki):
+    # TLS 1.2 also needs the certificate's own curve (P-256) among the client's groups
+    for version, group in (("-tls1_3", "X25519"), ("-tls1_3", "P-256"), ("-tls1_3", "P-384"),
+                           ("-tls1_2", "X25519:P-256"), ("-tls1_2", "P-256"),
+                           ("-tls1_2", "P-384:P-256")):
+        rc, out = s_client("-connect", f"127.0.0.1:{gw.tls}", "-servername", "a.test", version,
+                           "-groups", group, "-CAfile", pki.path("ca.pem"))
+        assert rc == 0 and re.search(r"^New, TLSv1\.[23]", out, re.M), f"{group} {version}: {out}"
+        assert re.search(r"^Server Temp Key: (X25519|ECDH, (prime256v1|secp384r1|P-256|P-384))",
+                         out, re.M), out
+    for group in ("P-521", "brainpoolP256r1", "ffdhe2048"):
+        rc, out = s_client("-connect", f"127.0.0.1:{gw.tls}", "-servername", "a.test", "-tls1_3",
+                           "-groups", group)
+        assert not re.search(r"^New, TLSv1", out, re.M), f"{group}: {out}"
+    assert_serves(gw, pki)
+
+
 # ---- resumption -----------------------------------------------------------------------------------
 
 def test_tls12_resumption_with_s_client(gw, pki):
