@@ -9,7 +9,7 @@ build_pkgs=(gcc make pkg-config liburing-dev libwolfssl-dev libxxhash-dev libbpf
             dpkg-dev autoconf automake libtool)
 # dpkg-dev (apt-get source), autoconf, automake, libtool: kernel/build-wolfssl.sh, which rebuilds
 # Debian's wolfSSL with its assembly when the system library lacks it (WOLFSSL=system skips it).
-test_pkgs=(libcriterion-dev python3-pytest libclang-rt-14-dev curl iproute2 prometheus testssl.sh)
+test_pkgs=(libcriterion-dev python3-pytest python3-jwt python3-cryptography libclang-rt-14-dev curl iproute2 prometheus testssl.sh)
 bench_pkgs=(nginx-light haproxy wrk nghttp2-client linux-perf)
 
 want=()
