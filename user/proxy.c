@@ -28,9 +28,20 @@ static struct loop *leg_loop(const struct leg *lg)
 	return &lg->x->sh->loop;
 }
 
+/* A header the gateway alone may set: X-Consumer-* and X-Access-Token carry the identity it
+ * established, so a client's own are dropped on every route. The first two bytes ("x-") are
+ * checked before the case-insensitive compare, so most headers cost two loads. */
+static bool is_identity_header(struct slice name)
+{
+	if (name.len < 11 || (name.p[0] | 0x20) != 'x' || name.p[1] != '-')
+		return false;
+	struct slice prefix = slice_make(name.p, 11);
+	return slice_ieq(prefix, "X-Consumer-", 11) || slice_ieq(name, "X-Access-Token", 14);
+}
+
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
- * headers, then the gateway's own (the client's traceparent and X-Request-Id are replaced by the
- * exchange's). */
+ * headers but the identity ones, then the gateway's own (the client's traceparent and
+ * X-Request-Id are replaced by the exchange's). */
 static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 {
 	const struct exchange *x = lg->x;
@@ -87,6 +98,8 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 				continue;
 			break;
 		default:
+			if (is_identity_header(h->name))
+				continue;
 			break;
 		}
 		w_header(&o, h->name, h->value);
