@@ -3,8 +3,8 @@
  * drain_timeout, limits, upstreams, frontends with their routes and compiled routers), each with
  * its defaults and freeing next to its parsing, the snapshot's reference count, loading from a
  * string or a file, and the public scalar parsers (durations, addresses, CIDR prefixes). The
- * reading machinery is schema.c; the xdp section is xdp_config.c. Out of memory fails the load
- * with one error line. */
+ * reading machinery is schema.c; the xdp section is xdp_config.c, consumers auth_config.c. Out of
+ * memory fails the load with one error line. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -829,8 +829,9 @@ static const struct config_section frontends_section = {
 /* The top level, in the order its keys are read and listed in errors. A section may read the
  * sections before it. */
 static const struct config_section *const sections[] = {
-	&workers_section,   &access_log_section, &drain_timeout_section, &limits_section,
-	&upstreams_section, &frontends_section,  &xdp_config_section,    &admin_config_section,
+	&workers_section,   &access_log_section,   &drain_timeout_section, &limits_section,
+	&upstreams_section, &auth_config_section,  &frontends_section,     &xdp_config_section,
+	&admin_config_section,
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "../bpf/limiter.h"
+#include "auth.h"
 
 struct router;
 struct stage;
@@ -143,6 +144,7 @@ struct rw_config {
 	struct rw_limits limits;
 	struct rw_upstream *upstreams;
 	uint32_t nupstreams;
+	struct rw_consumers consumers;
 	struct rw_frontend *frontends;
 	uint32_t nfrontends;
 	struct rw_xdp xdp;

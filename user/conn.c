@@ -265,7 +265,7 @@ bool client_closes_after(const struct client *c)
 	return c->close_after || c->sh->stopping;
 }
 
-void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close)
+void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool close)
 {
 	struct shard *sh = c->sh;
 	struct loop *l = &sh->loop;
@@ -283,7 +283,7 @@ void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool c
 	if (!x)
 		request_id_make(made_id, loop_random(l), loop_random(l));
 	uint32_t id = buf_heap_get(&l->bufs);
-	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, allow, request_id, close,
+	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, extra, request_id, close,
 								 buf_ptr(&l->bufs, id),
 								 buf_cap(&l->bufs, id));
 	log_exchange(c, reason_status(r), r, n, request_id);

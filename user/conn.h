@@ -52,7 +52,7 @@ void client_attach(struct client *c, struct exchange *x);
 void client_send(struct client *c);
 /* Answers the current request with the reason's error response and ends the exchange. close:
  * close the connection after it (always for malformed requests). */
-void client_refuse(struct client *c, enum rw_reason r, const char *allow, bool close);
+void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool close);
 /* The connection ends after this response (the answer says Connection: close). */
 void client_close_after(struct client *c);
 /* Whether it will (draining, or told so before). */

@@ -5,6 +5,7 @@
 #include "exchange.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,10 +55,10 @@ void exchange_end(struct exchange *x)
 	sh->free_exchanges = x;
 }
 
-void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bool close)
+void exchange_refuse(struct exchange *x, enum rw_reason r, const char *extra, bool close)
 {
 	x->waiting = NULL; /* a waiting stage refusing with its result is done with the exchange */
-	client_refuse(x->c, r, allow, close);
+	client_refuse(x->c, r, extra, close);
 }
 
 /* Points a slice that was inside [from, from + len) at the same bytes in to. */
@@ -195,9 +196,10 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 			exchange_refuse(x, RW_NO_ROUTE, NULL, false);
 			return;
 		}
-		char list[96];
+		char list[96], extra[112];
 		http_method_list(allow, list, sizeof list);
-		exchange_refuse(x, RW_METHOD_NOT_ALLOWED, list, false);
+		snprintf(extra, sizeof extra, "Allow: %s\r\n", list);
+		exchange_refuse(x, RW_METHOD_NOT_ALLOWED, extra, false);
 		return;
 	}
 	run_stages(x);

@@ -68,7 +68,7 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 /* An async stage's result is in: run the stages after it. */
 void exchange_resume(struct exchange *x);
 /* Answers the request with the reason's error (stages, handlers; a waiting stage with its result). */
-void exchange_refuse(struct exchange *x, enum rw_reason r, const char *allow, bool close);
+void exchange_refuse(struct exchange *x, enum rw_reason r, const char *extra, bool close);
 /* Ends the exchange without an answer (the client went away, or the answer was refused): the legs
  * go, the exchange is freed. */
 void exchange_end(struct exchange *x);

@@ -59,7 +59,7 @@ const char *status_text(int status)
 	}
 }
 
-size_t reason_write_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+size_t reason_write_response(enum rw_reason r, const char *extra, const char *request_id, int close,
 			     char *out, size_t cap)
 {
 	int status = reason_status(r);
@@ -81,8 +81,8 @@ size_t reason_write_response(enum rw_reason r, const char *allow, const char *re
 	w_put(&w, "\r\n", 2);
 	w_header(&w, SLICE_LIT("Content-Type"), SLICE_LIT("application/json"));
 	w_header_u64(&w, SLICE_LIT("Content-Length"), writer_len(&b));
-	if (allow)
-		w_header(&w, SLICE_LIT("Allow"), slice_make(allow, strlen(allow)));
+	if (extra)
+		w_str(&w, extra);
 	if (request_id)
 		w_header(&w, SLICE_LIT("X-Request-Id"), slice_make(request_id, strlen(request_id)));
 	if (close)

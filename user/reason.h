@@ -56,9 +56,10 @@ const char *reason_message(enum rw_reason r);
 const char *status_text(int status);
 
 /* Writes a complete HTTP/1.1 error response (JSON body) into out; returns its length, or 0 if it
- * does not fit. allow (may be NULL) becomes the Allow header, request_id (may be NULL) the
- * X-Request-Id header; close adds Connection: close. */
-size_t reason_write_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+ * does not fit. extra (may be NULL) is header lines written as they are, each ending in CRLF
+ * ("Allow: GET, HEAD\r\n" for a 405, "WWW-Authenticate: ...\r\n" for a 401); request_id (may be
+ * NULL) becomes the X-Request-Id header; close adds Connection: close. */
+size_t reason_write_response(enum rw_reason r, const char *extra, const char *request_id, int close,
 			     char *out, size_t cap);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "auth.h"
 #include "error_lines.h"
 #include "http1.h"
 #include "router.h"
@@ -327,7 +328,8 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 {
 	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
-		      "access_log, drain_timeout, limits, upstreams, frontends, xdp, admin)");
+		      "access_log, drain_timeout, limits, upstreams, consumers, frontends, xdp, "
+		      "admin)");
 	EXPECT_ERRORS("limits:\n"
 		      "  max_header_bytes: 4096\n"
 		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
@@ -1661,4 +1663,86 @@ Test(config_errors, admin_section)
 		      "'public'");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "admin: {listen: '127.0.0.1:9901', tokn: x}\n",
 		      "t.yaml:8:35: admin: unknown key 'tokn' (valid keys: listen, token)");
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* consumers */
+
+#define KEY_MOBILE "9babf9c9d4073cc74b0911a69a08829bbe61a613fd4c04ecf12ddd097051ab3f"
+#define KEY_PARTNER "b85f7b1d7601cdd0b7797fcb53c276ac31839f9f0cc7412b7b4cccda15da867d"
+#define KEY_PARTNER_2 "ca76b41ebe07f485f19bcd2aebaf7f62364874dc5ec3235294b73a2c0f980969"
+
+static void digest_of(const char *hex, uint8_t out[AUTH_DIGEST_LEN])
+{
+	for (size_t i = 0; i < AUTH_DIGEST_LEN; i++)
+		cr_assert_eq(sscanf(hex + 2 * i, "%2hhx", &out[i]), 1);
+}
+
+Test(consumers, keys_compiled_into_a_sorted_table)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"consumers:\n"
+		"  - name: partner\n"
+		"    groups: [partners, billing]\n"
+		"    api_keys: [\"sha256:" KEY_PARTNER_2 "\", \"sha256:" KEY_PARTNER "\"]\n"
+		"  - name: mobile-app\n"
+		"    groups: [mobile]\n"
+		"    api_keys: [\"sha256:" KEY_MOBILE "\"]\n"
+		"  - name: no-keys\n");
+	const struct rw_consumers *cs = &cfg->consumers;
+	cr_assert_eq(cs->count, 3);
+	cr_assert_str_eq(cs->list[0].name, "partner");
+	cr_assert_eq(cs->list[0].ngroups, 2);
+	cr_assert_str_eq(cs->list[0].groups[1], "billing");
+	cr_assert_eq(cs->list[2].ngroups, 0);
+	cr_assert_eq(cs->nkeys, 3);
+	for (uint32_t i = 1; i < cs->nkeys; i++)
+		cr_assert_lt(memcmp(cs->keys[i - 1].digest, cs->keys[i].digest, AUTH_DIGEST_LEN), 0);
+	uint8_t d[AUTH_DIGEST_LEN];
+	digest_of(KEY_MOBILE, d);
+	cr_assert_eq(auth_find_key(cs, d)->consumer, &cs->list[1]);
+	digest_of(KEY_PARTNER, d);
+	cr_assert_eq(auth_find_key(cs, d)->consumer, &cs->list[0]);
+	digest_of(KEY_PARTNER_2, d);
+	cr_assert_eq(auth_find_key(cs, d)->consumer, &cs->list[0]);
+	d[31] ^= 1;
+	cr_assert_null(auth_find_key(cs, d));
+	config_unref(cfg);
+}
+
+Test(consumers, absent_section_has_no_keys)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	uint8_t d[AUTH_DIGEST_LEN];
+	digest_of(KEY_MOBILE, d);
+	cr_assert_eq(cfg->consumers.count, 0);
+	cr_assert_null(auth_find_key(&cfg->consumers, d));
+	config_unref(cfg);
+}
+
+Test(consumers, errors)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"consumers:\n"
+		"  - name: mobile-app\n"
+		"    groups: [mobile, \"bad group\"]\n"
+		"    api_keys: [\"sha256:" KEY_MOBILE "\", \"" KEY_PARTNER "\", \"sha256:ABC\"]\n"
+		"  - name: mobile-app\n"
+		"    api_keys: [\"sha256:" KEY_MOBILE "\"]\n"
+		"  - name: other\n"
+		"    keys: [x]\n"
+		"  - groups: [a]\n"
+		"  - name: \"bad name\"\n",
+		"t.yaml:10:22: groups: invalid name 'bad group' (use letters, digits, '_', '.' and '-')",
+		"t.yaml:11:91: api_keys: expected \"sha256:\" and the 64 lowercase hex digits of the "
+		"key's SHA-256",
+		"t.yaml:11:159: api_keys: expected \"sha256:\" and the 64 lowercase hex digits of the "
+		"key's SHA-256",
+		"t.yaml:12:11: duplicate consumer name 'mobile-app'",
+		"t.yaml:13:16: api_keys: this key is already a key of consumer 'mobile-app'",
+		"t.yaml:15:5: consumer 'other': unknown key 'keys' (valid keys: name, groups, api_keys)",
+		"t.yaml:16:5: consumer #4: missing required key 'name'",
+		"t.yaml:17:11: name: invalid name 'bad name' (use letters, digits, '_', '.' and '-')");
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "consumers: {name: x}\n",
+		      "t.yaml:8:12: consumers: expected a sequence, got a mapping");
 }

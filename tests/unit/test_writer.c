@@ -230,17 +230,17 @@ Test(writer, json_escape_wrapper_truncates_like_before)
 
 /* ---- reason_write_response ---------------------------------------------------------------- */
 
-static void assert_response(enum rw_reason r, const char *allow, const char *request_id, int close,
+static void assert_response(enum rw_reason r, const char *extra, const char *request_id, int close,
 			    const char *want)
 {
 	char buf[512 + GUARD];
 	size_t want_len = strlen(want);
-	size_t n = reason_write_response(r, allow, request_id, close, buf, sizeof buf);
+	size_t n = reason_write_response(r, extra, request_id, close, buf, sizeof buf);
 	assert_bytes(buf, n, want, want_len);
 	/* exactly enough room is enough; one byte less gives 0 and nothing past the end */
-	cr_assert_eq(reason_write_response(r, allow, request_id, close, buf, want_len), want_len);
+	cr_assert_eq(reason_write_response(r, extra, request_id, close, buf, want_len), want_len);
 	memset(buf, GUARD_BYTE, sizeof buf);
-	cr_assert_eq(reason_write_response(r, allow, request_id, close, buf, want_len - 1), 0);
+	cr_assert_eq(reason_write_response(r, extra, request_id, close, buf, want_len - 1), 0);
 	cr_assert_eq(buf[want_len - 1], GUARD_BYTE);
 }
 
@@ -253,7 +253,7 @@ Test(reason, error_responses_byte_for_byte)
 			"\r\n"
 			"{\"error\":{\"status\":404,\"reason\":\"no_route\","
 			"\"message\":\"no route matches this request\"}}\n");
-	assert_response(RW_METHOD_NOT_ALLOWED, "GET, HEAD", NULL, 0,
+	assert_response(RW_METHOD_NOT_ALLOWED, "Allow: GET, HEAD\r\n", NULL, 0,
 			"HTTP/1.1 405 Method Not Allowed\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 100\r\n"
@@ -269,7 +269,7 @@ Test(reason, error_responses_byte_for_byte)
 			"\r\n"
 			"{\"error\":{\"status\":400,\"reason\":\"bad_request_line\","
 			"\"message\":\"malformed request line\"}}\n");
-	assert_response(RW_METHOD_NOT_ALLOWED, "POST", NULL, 1,
+	assert_response(RW_METHOD_NOT_ALLOWED, "Allow: POST\r\n", NULL, 1,
 			"HTTP/1.1 405 Method Not Allowed\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 100\r\n"
@@ -291,7 +291,7 @@ Test(reason, error_responses_carry_the_request_id)
 			"\r\n"
 			"{\"error\":{\"status\":502,\"reason\":\"upstream_connect_failed\","
 			"\"message\":\"upstream refused the connection\"}}\n");
-	assert_response(RW_METHOD_NOT_ALLOWED, "GET", "req-1", 1,
+	assert_response(RW_METHOD_NOT_ALLOWED, "Allow: GET\r\n", "req-1", 1,
 			"HTTP/1.1 405 Method Not Allowed\r\n"
 			"Content-Type: application/json\r\n"
 			"Content-Length: 100\r\n"

@@ -1,0 +1,201 @@
+/* auth_config.c — owns the configuration's consumers section: each consumer's name (unique),
+ * groups and API keys, written as "sha256:" and the 64 lowercase hex digits of the key's SHA-256
+ * (the clear key is never in the file; a key held by two consumers is an error), and the key
+ * table compiled from them, sorted by digest, that auth_find_key searches. The section is listed
+ * in config.c's table of sections, before frontends (routes name groups). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "schema.h"
+
+#define KEY_PREFIX "sha256:"
+#define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
+
+/* What a consumer entry is read into, with the consumer's position (for the duplicate checks). */
+struct consumer_read {
+	struct rw_consumer *c;
+	struct rw_consumers *all;
+};
+
+static void parse_consumer_name(struct loader *ld, yaml_node_t *v, void *obj,
+				const struct rule *rule)
+{
+	struct consumer_read *r = obj;
+	const char *name = schema_read_name(ld, v, rule->key);
+	if (!name)
+		return;
+	for (const struct rw_consumer *other = r->all->list; other < r->c; other++) {
+		if (other->name && !strcmp(other->name, name)) {
+			schema_report(ld, v, "duplicate consumer name '%s'", name);
+			break;
+		}
+	}
+	r->c->name = schema_strdup(ld, name);
+}
+
+static void parse_groups(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_consumer *c = ((struct consumer_read *)obj)->c;
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (!(c->groups = schema_alloc(ld, schema_item_count(v), sizeof *c->groups)))
+		return;
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		const char *name = schema_read_name(ld, schema_node(ld, *i), rule->key);
+		if (name && (c->groups[c->ngroups] = schema_strdup(ld, name)))
+			c->ngroups++;
+	}
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* "sha256:" and 64 lowercase hex digits into digest; false if s is not written so. */
+static bool read_digest(const char *s, uint8_t digest[AUTH_DIGEST_LEN])
+{
+	if (strncmp(s, KEY_PREFIX, KEY_PREFIX_LEN) || strlen(s) != KEY_PREFIX_LEN + 2 * AUTH_DIGEST_LEN)
+		return false;
+	s += KEY_PREFIX_LEN;
+	for (size_t i = 0; i < AUTH_DIGEST_LEN; i++) {
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		digest[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* The consumer (this one or an earlier one) already holding digest, or NULL. */
+static const struct rw_consumer *key_holder(const struct consumer_read *r,
+					    const uint8_t digest[AUTH_DIGEST_LEN])
+{
+	for (const struct rw_consumer *c = r->all->list; c <= r->c; c++)
+		for (uint32_t k = 0; k < c->nkeys; k++)
+			if (!memcmp(c->keys[k], digest, AUTH_DIGEST_LEN))
+				return c;
+	return NULL;
+}
+
+static void parse_api_keys(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct consumer_read *r = obj;
+	struct rw_consumer *c = r->c;
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (!(c->keys = schema_alloc(ld, schema_item_count(v), sizeof *c->keys)))
+		return;
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		yaml_node_t *item = schema_node(ld, *i);
+		const char *s = schema_expect_scalar(ld, item, rule->key);
+		if (!s)
+			continue;
+		uint8_t digest[AUTH_DIGEST_LEN];
+		if (!read_digest(s, digest)) {
+			schema_report(ld, item, "%s: expected \"sha256:\" and the 64 lowercase hex digits "
+				      "of the key's SHA-256", rule->key);
+			continue;
+		}
+		const struct rw_consumer *holder = key_holder(r, digest);
+		if (holder) {
+			schema_report(ld, item, "%s: this key is already a key of consumer '%s'",
+				      rule->key, holder->name ? holder->name : "?");
+			continue;
+		}
+		memcpy(c->keys[c->nkeys++], digest, AUTH_DIGEST_LEN);
+	}
+}
+
+static const struct rule consumer_rules[] = {
+	{ .key = "name", .parse = parse_consumer_name, .required = true },
+	{ .key = "groups", .parse = parse_groups },
+	{ .key = "api_keys", .parse = parse_api_keys },
+	{ 0 }
+};
+
+static void parse_consumers(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_consumers *cs = &((struct rw_config *)obj)->consumers;
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (!(cs->list = schema_alloc(ld, schema_item_count(v), sizeof *cs->list)))
+		return;
+	cs->count = schema_item_count(v);
+	for (uint32_t i = 0; i < cs->count; i++) {
+		yaml_node_t *map = schema_node(ld, v->data.sequence.items.start[i]);
+		if (!schema_expect_kind(ld, map, YAML_MAPPING_NODE, rule->key))
+			continue;
+		char label[96];
+		schema_label(ld, map, "consumer", i, label, sizeof label);
+		struct consumer_read r = { .c = &cs->list[i], .all = cs };
+		schema_walk_mapping(ld, map, label, consumer_rules, &r);
+	}
+}
+
+static int key_order(const void *a, const void *b)
+{
+	return memcmp(((const struct rw_api_key *)a)->digest, ((const struct rw_api_key *)b)->digest,
+		      AUTH_DIGEST_LEN);
+}
+
+/* Every consumer's keys into one table sorted by digest. */
+static void consumers_compile(struct loader *ld, struct rw_config *cfg)
+{
+	struct rw_consumers *cs = &cfg->consumers;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < cs->count; i++)
+		n += cs->list[i].nkeys;
+	if (!(cs->keys = schema_alloc(ld, n, sizeof *cs->keys)))
+		return;
+	for (uint32_t i = 0; i < cs->count; i++)
+		for (uint32_t k = 0; k < cs->list[i].nkeys; k++) {
+			memcpy(cs->keys[cs->nkeys].digest, cs->list[i].keys[k], AUTH_DIGEST_LEN);
+			cs->keys[cs->nkeys++].consumer = &cs->list[i];
+		}
+	qsort(cs->keys, cs->nkeys, sizeof *cs->keys, key_order);
+}
+
+const struct rw_api_key *auth_find_key(const struct rw_consumers *cs,
+				       const uint8_t digest[AUTH_DIGEST_LEN])
+{
+	uint32_t lo = 0, hi = cs->nkeys;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int order = memcmp(cs->keys[mid].digest, digest, AUTH_DIGEST_LEN);
+		if (order == 0)
+			return &cs->keys[mid];
+		if (order < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void consumers_free(struct rw_config *cfg)
+{
+	struct rw_consumers *cs = &cfg->consumers;
+	for (uint32_t i = 0; i < cs->count; i++) {
+		struct rw_consumer *c = &cs->list[i];
+		for (uint32_t g = 0; g < c->ngroups; g++)
+			free(c->groups[g]);
+		free(c->groups);
+		free(c->keys);
+		free(c->name);
+	}
+	free(cs->list);
+	free(cs->keys);
+}
+
+/* Optional; before frontends. */
+const struct config_section auth_config_section = {
+	.rule = { .key = "consumers", .parse = parse_consumers },
+	.compile = consumers_compile,
+	.free = consumers_free,
+};
