@@ -2,7 +2,9 @@
  * groups and API keys, written as "sha256:" and the 64 lowercase hex digits of the key's SHA-256
  * (the clear key is never in the file; a key held by two consumers is an error), and the key
  * table compiled from them, sorted by digest, that auth_find_key searches. The section is listed
- * in config.c's table of sections, before frontends (routes name groups). */
+ * in config.c's table of sections, before frontends. Also the auth keys of routes and frontends
+ * (auth, allow_groups, deny_groups, api_key; config.c lists them in its rules), the frontend's
+ * defaults applied to its routes, and their checks. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +12,7 @@
 #include "schema.h"
 
 #define KEY_PREFIX "sha256:"
+#define DEFAULT_KEY_HEADER "X-API-Key"
 #define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
 
 /* What a consumer entry is read into, with the consumer's position (for the duplicate checks). */
@@ -34,18 +37,32 @@ static void parse_consumer_name(struct loader *ld, yaml_node_t *v, void *obj,
 	r->c->name = schema_strdup(ld, name);
 }
 
+/* A sequence of names (groups) into *list, *n: the invalid ones reported and left out. */
+static void read_names(struct loader *ld, yaml_node_t *v, const char *what, char ***list,
+		       uint32_t *n)
+{
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, what))
+		return;
+	if (!(*list = schema_alloc(ld, schema_item_count(v), sizeof **list)))
+		return;
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		const char *name = schema_read_name(ld, schema_node(ld, *i), what);
+		if (name && ((*list)[*n] = schema_strdup(ld, name)))
+			(*n)++;
+	}
+}
+
+static void free_names(char **list, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
 static void parse_groups(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
 	struct rw_consumer *c = ((struct consumer_read *)obj)->c;
-	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
-		return;
-	if (!(c->groups = schema_alloc(ld, schema_item_count(v), sizeof *c->groups)))
-		return;
-	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-		const char *name = schema_read_name(ld, schema_node(ld, *i), rule->key);
-		if (name && (c->groups[c->ngroups] = schema_strdup(ld, name)))
-			c->ngroups++;
-	}
+	read_names(ld, v, rule->key, &c->groups, &c->ngroups);
 }
 
 static int hex_digit(char ch)
@@ -164,18 +181,141 @@ static void consumers_compile(struct loader *ld, struct rw_config *cfg)
 const struct rw_api_key *auth_find_key(const struct rw_consumers *cs,
 				       const uint8_t digest[AUTH_DIGEST_LEN])
 {
-	uint32_t lo = 0, hi = cs->nkeys;
+	uint32_t lo = 0, hi = cs->nkeys; /* the first entry not below digest */
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		int order = memcmp(cs->keys[mid].digest, digest, AUTH_DIGEST_LEN);
-		if (order == 0)
-			return &cs->keys[mid];
-		if (order < 0)
+		if (memcmp(cs->keys[mid].digest, digest, AUTH_DIGEST_LEN) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return NULL;
+	if (lo == cs->nkeys)
+		return NULL;
+	uint8_t diff = 0; /* the final equality in constant time */
+	for (size_t i = 0; i < AUTH_DIGEST_LEN; i++)
+		diff |= cs->keys[lo].digest[i] ^ digest[i];
+	return diff ? NULL : &cs->keys[lo];
+}
+
+/* ---- The auth keys of routes and frontends --------------------------------------------------- */
+
+static const char *const auth_words[] = { "api_key", NULL };
+
+void auth_parse_methods(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_route_auth *a = schema_field(obj, rule);
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (schema_item_count(v) == 0) {
+		schema_report(ld, v, "%s: empty list (leave 'auth' out for a route without "
+			      "authentication)", rule->key);
+		return;
+	}
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		yaml_node_t *item = schema_node(ld, *i);
+		const char *s = schema_expect_scalar(ld, item, rule->key);
+		if (!s)
+			continue;
+		uint32_t w = 0;
+		while (auth_words[w] && strcmp(auth_words[w], s))
+			w++;
+		if (!auth_words[w])
+			schema_report(ld, item, "%s: unknown method '%s' (valid: api_key)", rule->key, s);
+		else
+			a->methods |= 1u << w;
+	}
+}
+
+void auth_parse_allow_groups(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_route_auth *a = schema_field(obj, rule);
+	read_names(ld, v, rule->key, &a->allow_groups, &a->nallow);
+}
+
+void auth_parse_deny_groups(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_route_auth *a = schema_field(obj, rule);
+	read_names(ld, v, rule->key, &a->deny_groups, &a->ndeny);
+}
+
+/* A header name or a query parameter name: visible ASCII, no separators that end it. */
+static bool valid_token(const char *s, const char *stops)
+{
+	if (!*s)
+		return false;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c <= ' ' || *c >= 0x7f || strchr(stops, *c))
+			return false;
+	return true;
+}
+
+static void parse_key_header(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_route_auth *a = obj;
+	const char *s = schema_expect_scalar(ld, v, "api_key.header");
+	if (s && !valid_token(s, "()<>@,;:\\\"/[]?={}"))
+		schema_report(ld, v, "api_key.header: invalid header name '%s'", s);
+	else if (s)
+		a->key_header = schema_strdup(ld, s);
+}
+
+static void parse_key_query(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct rw_route_auth *a = obj;
+	const char *s = schema_expect_scalar(ld, v, "api_key.query");
+	if (s && !valid_token(s, "&=#%+"))
+		schema_report(ld, v, "api_key.query: invalid query parameter name '%s'", s);
+	else if (s)
+		a->key_query = schema_strdup(ld, s);
+}
+
+static const struct rule api_key_rules[] = {
+	{ .key = "header", .parse = parse_key_header },
+	{ .key = "query", .parse = parse_key_query },
+	{ 0 }
+};
+
+void auth_parse_api_key(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	if (schema_expect_kind(ld, v, YAML_MAPPING_NODE, rule->key))
+		schema_walk_mapping(ld, v, rule->key, api_key_rules, schema_field(obj, rule));
+}
+
+static void copy_names(struct loader *ld, char ***list, uint32_t *n, char *const *from,
+		       uint32_t nfrom)
+{
+	if (!nfrom || !(*list = schema_alloc(ld, nfrom, sizeof **list)))
+		return;
+	for (uint32_t i = 0; i < nfrom; i++)
+		if (((*list)[*n] = schema_strdup(ld, from[i])))
+			(*n)++;
+}
+
+void auth_route_finish(struct loader *ld, const yaml_node_t *map, struct rw_route_auth *rt,
+		       const struct rw_route_auth *frontend)
+{
+	if (!schema_find_pair(ld, map, "auth"))
+		rt->methods = frontend->methods;
+	if (!schema_find_pair(ld, map, "allow_groups"))
+		copy_names(ld, &rt->allow_groups, &rt->nallow, frontend->allow_groups,
+			   frontend->nallow);
+	if (!schema_find_pair(ld, map, "deny_groups"))
+		copy_names(ld, &rt->deny_groups, &rt->ndeny, frontend->deny_groups, frontend->ndeny);
+	if (!schema_find_pair(ld, map, "hide_credentials"))
+		rt->hide_credentials = true;
+	if (!rt->key_header && !(rt->key_header = schema_strdup(ld, DEFAULT_KEY_HEADER)))
+		return;
+	if (!rt->methods && (rt->nallow || rt->ndeny))
+		schema_report(ld, map, "allow_groups and deny_groups need auth on the route or its "
+			      "frontend");
+}
+
+void auth_route_free(struct rw_route_auth *a)
+{
+	free_names(a->allow_groups, a->nallow);
+	free_names(a->deny_groups, a->ndeny);
+	free(a->key_header);
+	free(a->key_query);
 }
 
 static void consumers_free(struct rw_config *cfg)
@@ -183,9 +323,7 @@ static void consumers_free(struct rw_config *cfg)
 	struct rw_consumers *cs = &cfg->consumers;
 	for (uint32_t i = 0; i < cs->count; i++) {
 		struct rw_consumer *c = &cs->list[i];
-		for (uint32_t g = 0; g < c->ngroups; g++)
-			free(c->groups[g]);
-		free(c->groups);
+		free_names(c->groups, c->ngroups);
 		free(c->keys);
 		free(c->name);
 	}

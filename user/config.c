@@ -594,6 +594,14 @@ static const struct rule route_rules[] = {
 	{ .key = "match", .parse = parse_match, .required = true },
 	{ .key = "upstream", .parse = parse_upstream_ref, .required = true },
 	{ .key = "strip_prefix", .parse = parse_strip_prefix },
+	{ .key = "auth", .parse = auth_parse_methods, .offset = offsetof(struct rw_route, auth) },
+	{ .key = "allow_groups", .parse = auth_parse_allow_groups,
+	  .offset = offsetof(struct rw_route, auth) },
+	{ .key = "deny_groups", .parse = auth_parse_deny_groups,
+	  .offset = offsetof(struct rw_route, auth) },
+	{ .key = "hide_credentials", .parse = schema_parse_bool,
+	  .offset = offsetof(struct rw_route, auth.hide_credentials) },
+	{ .key = "api_key", .parse = auth_parse_api_key, .offset = offsetof(struct rw_route, auth) },
 	{ 0 }
 };
 
@@ -654,6 +662,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		schema_label(ld, map, "route", i, label, sizeof label);
 		uint32_t errors_before = ld->nerrors;
 		schema_walk_mapping(ld, map, label, route_rules, rt);
+		auth_route_finish(ld, map, &rt->auth, &f->auth);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
 		if (sound[i])
 			check_shadowing(ld, f, sound, rt, map);
@@ -748,6 +757,12 @@ static void parse_listen(struct loader *ld, yaml_node_t *v, void *obj, const str
 static const struct rule frontend_rules[] = {
 	{ .key = "name", .parse = parse_frontend_name, .required = true },
 	{ .key = "listen", .parse = parse_listen, .required = true },
+	/* the defaults of its routes, read before them */
+	{ .key = "auth", .parse = auth_parse_methods, .offset = offsetof(struct rw_frontend, auth) },
+	{ .key = "allow_groups", .parse = auth_parse_allow_groups,
+	  .offset = offsetof(struct rw_frontend, auth) },
+	{ .key = "deny_groups", .parse = auth_parse_deny_groups,
+	  .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };
@@ -804,12 +819,14 @@ static void frontends_free(struct rw_config *cfg)
 			free(f->routes[j].host);
 			free(f->routes[j].path);
 			free(f->routes[j].strip_prefix);
+			auth_route_free(&f->routes[j].auth);
 			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
 		for (uint32_t j = 0; j < f->nlistens; j++)
 			tls_server_config_free(f->listens[j].tls);
 		schema_free_addresses(f->listens, f->nlistens);
+		auth_route_free(&f->auth);
 		free(f->name);
 	}
 	free(cfg->frontends);

@@ -63,6 +63,7 @@ struct rw_route {
 	char *strip_prefix; /* NULL or a prefix removed from the path before forwarding */
 	uint32_t strip_len;
 	uint32_t index;     /* position in its frontend's routes */
+	struct rw_route_auth auth; /* who may call it (auth.h) */
 	struct stage *stages; /* the policies a request on this route runs, in order (stage.h) */
 	uint32_t nstages;
 	struct route_stats *stats; /* its counters (metrics_bind) */
@@ -75,6 +76,7 @@ struct rw_frontend {
 	struct rw_route *routes;
 	uint32_t nroutes;
 	struct router *router; /* compiled from routes */
+	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups */
 	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 

@@ -392,6 +392,7 @@ void exchange_record(const struct exchange *x, struct access_record *rec)
 	rec->path_len = x->path_len;
 	rec->route = x->route ? x->route->name : NULL;
 	rec->upstream = lg->target;
+	rec->consumer = x->consumer ? x->consumer->name : NULL;
 	rec->bytes_in = x->bytes_in;
 	rec->bytes_out = x->bytes_out_queued;
 	rec->duration_ms = (double)(now - x->t_start_ns) / 1e6;

@@ -51,6 +51,7 @@ struct exchange {
 	bool req_done;            /* every request byte is queued to the upstream */
 	bool pumping;             /* a leg takes the body: the client is read */
 	uint64_t max_body;        /* set by the body-limit stage */
+	const struct rw_consumer *consumer; /* who the request is from (auth.h); NULL: unknown */
 	int64_t req_remaining;    /* Content-Length bytes still to forward */
 	struct chunk_scanner req_cs;
 	struct splice_leg req_splice;

@@ -103,6 +103,8 @@ size_t access_record_format(const struct access_record *r, char *out, size_t cap
 	put_string_or_null(&w, r->route);
 	w_str(&w, ",\"upstream\":");
 	put_string_or_null(&w, r->upstream);
+	w_str(&w, ",\"consumer\":");
+	put_string_or_null(&w, r->consumer);
 	w_str(&w, ",\"bytes_in\":");
 	w_u64(&w, r->bytes_in);
 	w_str(&w, ",\"bytes_out\":");

@@ -27,6 +27,7 @@ struct access_record {
 	uint32_t path_len;
 	const char *route;       /* NULL when none matched */
 	const char *upstream;    /* target address, NULL when none */
+	const char *consumer;    /* who the route's authentication found; NULL when none */
 	int status;
 	const char *reason;
 	uint64_t bytes_in;       /* request bytes received (head + body) */

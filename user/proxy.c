@@ -39,9 +39,43 @@ static bool is_identity_header(struct slice name)
 	return slice_ieq(prefix, "X-Consumer-", 11) || slice_ieq(name, "X-Access-Token", 14);
 }
 
+/* The query without the parameters name=... (the API key the route hides). */
+static void write_query_without(struct writer *o, struct slice query, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = query.p, *end = query.p + query.len;
+	bool first = true;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+		if (!((size_t)(stop - p) > len && p[len] == '=' && !memcmp(p, name, len))) {
+			w_str(o, first ? "?" : "&");
+			w_put(o, p, (size_t)(stop - p));
+			first = false;
+		}
+		p = stop + 1;
+	}
+}
+
+/* The consumer the route's authentication found, told to the upstream. */
+static void write_consumer(struct writer *o, const struct rw_consumer *c)
+{
+	struct slice name = slice_make(c->name, strlen(c->name));
+	w_header(o, SLICE_LIT("X-Consumer-Id"), name);
+	w_header(o, SLICE_LIT("X-Consumer-Name"), name);
+	w_str(o, "X-Consumer-Groups: ");
+	for (uint32_t i = 0; i < c->ngroups; i++) {
+		if (i)
+			w_str(o, ",");
+		w_str(o, c->groups[i]);
+	}
+	w_str(o, "\r\n");
+}
+
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
- * headers but the identity ones, then the gateway's own (the client's traceparent and
- * X-Request-Id are replaced by the exchange's). */
+ * headers but the identity ones (and the API key when the route hides it), then the gateway's
+ * own (the consumer; the client's traceparent and X-Request-Id are replaced by the
+ * exchange's). */
 static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 {
 	const struct exchange *x = lg->x;
@@ -59,7 +93,11 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	if (path.len == 0 || path.p[0] != '/')
 		w_str(&o, "/");
 	w_slice(&o, path);
-	if (req->query.len) {
+	const struct rw_route_auth *auth = &rt->auth;
+	bool hide = x->consumer && auth->hide_credentials;
+	if (hide && auth->key_query) {
+		write_query_without(&o, req->query, auth->key_query);
+	} else if (req->query.len) {
 		w_str(&o, "?");
 		w_slice(&o, req->query);
 	}
@@ -98,7 +136,8 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 				continue;
 			break;
 		default:
-			if (is_identity_header(h->name))
+			if (is_identity_header(h->name) ||
+			    (hide && slice_ieq(h->name, auth->key_header, strlen(auth->key_header))))
 				continue;
 			break;
 		}
@@ -121,6 +160,8 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, ", ");
 	}
 	w_str(&o, x->client_http10 ? "1.0 ringway\r\n" : "1.1 ringway\r\n");
+	if (x->consumer)
+		write_consumer(&o, x->consumer);
 	char tp[TRACEPARENT_LEN];
 	w_str(&o, "traceparent: ");
 	w_put(&o, tp, trace_format(&x->trace, tp));

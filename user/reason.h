@@ -33,6 +33,9 @@
 	X(HEADERS_TOO_LARGE, 431, "headers_too_large", "request header fields too large")          \
 	X(NO_ROUTE, 404, "no_route", "no route matches this request")                              \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "method not allowed on this route")      \
+	X(AUTH_MISSING, 401, "auth_missing", "credentials required")                               \
+	X(AUTH_FAILED, 401, "auth_failed", "invalid credentials")                                  \
+	X(ACL_DENIED, 403, "acl_denied", "not allowed to call this route")                         \
 	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \
 	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \

@@ -1,10 +1,10 @@
 /* stage.h — policies as stages compiled per route. At config load each route becomes an ordered
- * array of stages (today: the request-body limit; later auth, ACL, rate limit, transform); a
- * request runs only its route's stages, then the route's handler (the proxy). Each stage has one
- * entry point that continues, answers the request itself, or waits for an async result and later
- * resumes the exchange with exchange_resume() or ends it with exchange_refuse(). A stage that
- * waits has a cancel entry point too: the exchange can end while it waits (the client went away,
- * the gateway drains), and the stage must then forget it. */
+ * array of stages (today: the request-body limit, API-key authentication, ACL; later rate limit,
+ * transform); a request runs only its route's stages, then the route's handler (the proxy). Each
+ * stage has one entry point that continues, answers the request itself, or waits for an async
+ * result and later resumes the exchange with exchange_resume() or ends it with exchange_refuse().
+ * A stage that waits has a cancel entry point too: the exchange can end while it waits (the
+ * client went away, the gateway drains), and the stage must then forget it. */
 #ifndef RINGWAY_STAGE_H
 #define RINGWAY_STAGE_H
 

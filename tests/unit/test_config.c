@@ -348,10 +348,11 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
 		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
 		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
-		      "upstream, strip_prefix)");
+		      "upstream, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
+		      "api_key)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
-		      "routes)");
+		      "auth, allow_groups, deny_groups, routes)");
 }
 
 Test(config_errors, wrong_types)
@@ -696,7 +697,7 @@ Test(config_errors, every_error_is_reported_in_file_order)
 		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
 		      "random, least_conn)",
 		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
-		      "routes)",
+		      "auth, allow_groups, deny_groups, routes)",
 		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
 		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
 		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
@@ -1745,4 +1746,70 @@ Test(consumers, errors)
 		"t.yaml:17:11: name: invalid name 'bad name' (use letters, digits, '_', '.' and '-')");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "consumers: {name: x}\n",
 		      "t.yaml:8:12: consumers: expected a sequence, got a mapping");
+}
+
+/* auth keys of routes and frontends */
+
+Test(consumers, route_auth_and_frontend_defaults)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS
+		"frontends:\n"
+		"  - name: public\n"
+		"    listen: [\"127.0.0.1:8080\"]\n"
+		"    auth: [api_key]\n"
+		"    deny_groups: [banned]\n"
+		"    routes:\n"
+		"      - {name: a, match: {path_prefix: /a}, upstream: users}\n"
+		"      - name: b\n"
+		"        match: {path_prefix: /b}\n"
+		"        upstream: users\n"
+		"        allow_groups: [partners]\n"
+		"        deny_groups: []\n"
+		"        hide_credentials: false\n"
+		"        api_key: {header: X-Key, query: key}\n"
+		"consumers:\n"
+		"  - name: c\n");
+	const struct rw_route *a = &cfg->frontends[0].routes[0], *b = &cfg->frontends[0].routes[1];
+	cr_assert_eq(a->auth.methods, AUTH_API_KEY);
+	cr_assert_eq(a->auth.ndeny, 1);
+	cr_assert_str_eq(a->auth.deny_groups[0], "banned");
+	cr_assert(a->auth.hide_credentials);
+	cr_assert_str_eq(a->auth.key_header, "X-API-Key");
+	cr_assert_null(a->auth.key_query);
+	cr_assert_eq(a->nstages, 3);
+	cr_assert_str_eq(a->stages[1].name, "api_key");
+	cr_assert_str_eq(a->stages[2].name, "acl");
+	cr_assert_eq(b->auth.ndeny, 0);
+	cr_assert_eq(b->auth.nallow, 1);
+	cr_assert(!b->auth.hide_credentials);
+	cr_assert_str_eq(b->auth.key_header, "X-Key");
+	cr_assert_str_eq(b->auth.key_query, "key");
+	config_unref(cfg);
+
+	cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert_eq(cfg->frontends[0].routes[0].auth.methods, 0);
+	cr_assert_eq(cfg->frontends[0].routes[0].nstages, 1);
+	config_unref(cfg);
+}
+
+Test(consumers, route_auth_errors)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		"      - name: r\n"
+		"        match: {path_prefix: /}\n"
+		"        upstream: users\n"
+		"        auth: [api_key, jwt]\n"
+		"        hide_credentials: maybe\n"
+		"        api_key: {header: \"X Key\", query: \"a&b\", cookie: k}\n"
+		"      - name: s\n"
+		"        match: {path_prefix: /s}\n"
+		"        upstream: users\n"
+		"        allow_groups: [ok, \"not ok\"]\n",
+		"t.yaml:10:25: auth: unknown method 'jwt' (valid: api_key)",
+		"t.yaml:11:27: hide_credentials: expected true or false, got 'maybe'",
+		"t.yaml:12:27: api_key.header: invalid header name 'X Key'",
+		"t.yaml:12:43: api_key.query: invalid query parameter name 'a&b'",
+		"t.yaml:12:50: api_key: unknown key 'cookie' (valid keys: header, query)",
+		"t.yaml:13:9: allow_groups and deny_groups need auth on the route or its frontend",
+		"t.yaml:16:28: allow_groups: invalid name 'not ok' (use letters, digits, '_', '.' and '-')");
 }

@@ -334,14 +334,15 @@ Test(log, access_record_byte_for_byte)
 	struct access_record r = {
 		.client = "127.0.0.1:5555", .method = "GET", .method_len = 3,
 		.path = "/api/\"x\"\x01", .path_len = 9, .route = "users", .upstream = "127.0.0.1:9101",
-		.status = 200, .reason = "ok", .bytes_in = 78, .bytes_out = 18446744073709551615ull,
+		.consumer = "mobile-app", .status = 200, .reason = "ok", .bytes_in = 78, .bytes_out = 18446744073709551615ull,
 		.duration_ms = 1.2345, .upstream_ms = 0.0625, .worker = 3, .request_id = "abc-1",
 		.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", .span_id = "00f067aa0ba902b7",
 		.parent_span_id = "b7ad6b7169203331",
 	};
 	assert_record(&r, "\",\"worker\":3,\"client\":\"127.0.0.1:5555\",\"method\":\"GET\","
 			  "\"path\":\"/api/\\\"x\\\"\\u0001\",\"status\":200,\"reason\":\"ok\","
-			  "\"route\":\"users\",\"upstream\":\"127.0.0.1:9101\",\"bytes_in\":78,"
+			  "\"route\":\"users\",\"upstream\":\"127.0.0.1:9101\","
+			  "\"consumer\":\"mobile-app\",\"bytes_in\":78,"
 			  "\"bytes_out\":18446744073709551615,\"duration_ms\":1.234,"
 			  "\"upstream_ms\":0.062,\"request_id\":\"abc-1\","
 			  "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
@@ -353,7 +354,8 @@ Test(log, access_record_byte_for_byte)
 	};
 	assert_record(&refused, "\",\"worker\":0,\"client\":\"[::1]:80\",\"method\":\"-\","
 				"\"path\":\"-\",\"status\":400,\"reason\":\"bad_request_line\","
-				"\"route\":null,\"upstream\":null,\"bytes_in\":0,\"bytes_out\":0,"
+				"\"route\":null,\"upstream\":null,\"consumer\":null,\"bytes_in\":0,"
+				"\"bytes_out\":0,"
 				"\"duration_ms\":0.000,\"upstream_ms\":-1.000,"
 				"\"request_id\":\"0123456789abcdef0123456789abcdef\",\"trace_id\":null,"
 				"\"span_id\":null,\"parent_span_id\":null}\n");
