@@ -1,5 +1,6 @@
 """perf/auth-bench, the judge of the authentication issue's performance bar: its paired ratios and
-its bar on canned runs, and one short real run (plain and api_key) in which every answer is 2xx."""
+its bar on canned runs, and one short real run (plain, api_key, a cached JWT, identity tokens) in
+which every route passes its checks and every answer is 2xx."""
 import importlib.machinery
 import importlib.util
 import json
@@ -90,7 +91,7 @@ def test_a_short_real_run_answers_every_request(tmp_path):
     out = tmp_path / "auth.json"
     p = subprocess.Popen(
         [AUTH_BENCH, "--rounds", "2", "--duration", "1", "--warmup-rounds", "0", "--modes",
-         "pinned", "--cases", "plain,key", "--base-port", "19780", "--json", str(out)],
+         "pinned", "--cases", "plain,key,jwt-es256,key-idtoken", "--base-port", "19780", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = p.communicate(timeout=120)
@@ -99,12 +100,13 @@ def test_a_short_real_run_answers_every_request(tmp_path):
             p.kill()  # its servers get SIGTERM from the kernel when it dies (PR_SET_PDEATHSIG)
             p.communicate()
     assert p.returncode in (0, 1), stderr  # 1: the bar missed, which is not this test's matter
-    for port in (19781, 19782, 19792):
+    for port in (19781, 19782, 19783, 19792, 19793):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
     data = json.loads(out.read_text())
-    assert data["checks"]["pinned"] == {"plain": [], "key": []}
-    for case in ("plain", "key"):
+    cases = ("plain", "key", "jwt-es256", "key-idtoken")
+    assert data["checks"]["pinned"] == {c: [] for c in cases}
+    for case in cases:
         for r in data["runs"]["pinned"][case]:
             assert r["errors"] == 0, (case, r, stderr)
             assert r["statuses"]["2xx"] >= r["requests"] > 0
