@@ -69,6 +69,19 @@ def test_the_bar_is_five_percent_and_any_non_2xx_fails_a_case():
     assert not ok and "3xx 3" in lines[0]
 
 
+def test_ringways_own_counters_must_say_the_case_measured_what_it_says():
+    assert ab.auth_problems("jwt-es256", {"jwt ok": 1000, "jwt cache hit": 1000}, 990) == []
+    assert ab.auth_problems("jwt-es256-nocache", {"jwt ok": 1000, "jwt cache miss": 1000},
+                            990) == []
+    # a cached issuer whose tokens are verified every time: not what the case measures
+    assert "cache" in ab.auth_problems("jwt-rs256", {"jwt ok": 1000, "jwt cache hit": 10,
+                                                     "jwt cache miss": 990}, 990)[0]
+    assert ab.auth_problems("jwt-rs256-nocache", {"jwt ok": 1000, "jwt cache hit": 1000}, 990)
+    assert ab.auth_problems("key", {"api_key ok": 500, "api_key failed": 500}, 990)
+    assert ab.auth_problems("plain", {"api_key ok": 5}, 990)
+    assert ab.auth_problems("key", {}, 990) == []  # a ringway without these counters
+
+
 def test_the_config_has_one_route_per_case_and_the_issuers(tmp_path):
     ports = {"origin": 1, "main": 2, "admin-main": 12, "idtoken": 3, "admin-idtoken": 13}
     cases = ["plain", "key", "jwt-es256", "jwt-es256-nocache", "key-idtoken"]
