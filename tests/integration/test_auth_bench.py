@@ -104,7 +104,8 @@ def test_a_short_real_run_answers_every_request(tmp_path):
     out = tmp_path / "auth.json"
     p = subprocess.Popen(
         [AUTH_BENCH, "--rounds", "2", "--duration", "1", "--warmup-rounds", "0", "--modes",
-         "pinned", "--cases", "plain,key,jwt-es256,key-idtoken", "--base-port", "19780", "--json", str(out)],
+         "pinned", "--cases", "plain,key,jwt-es256,key-idtoken", "--base-port", "19780",
+         "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = p.communicate(timeout=120)
