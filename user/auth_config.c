@@ -380,22 +380,11 @@ void auth_parse_scopes(struct loader *ld, yaml_node_t *v, void *obj, const struc
 	}
 }
 
-/* A header name or a query parameter name: visible ASCII, no separators that end it. */
-static bool valid_token(const char *s, const char *stops)
-{
-	if (!*s)
-		return false;
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-		if (*c <= ' ' || *c >= 0x7f || strchr(stops, *c))
-			return false;
-	return true;
-}
-
 static void parse_key_header(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
 	struct rw_route_auth *a = obj;
 	const char *s = schema_expect_scalar(ld, v, "api_key.header");
-	if (s && !valid_token(s, "()<>@,;:\\\"/[]?={}"))
+	if (s && !schema_valid_token(s, SCHEMA_HEADER_SEPARATORS))
 		schema_report(ld, v, "api_key.header: invalid header name '%s'", s);
 	else if (s)
 		a->key_header = schema_strdup(ld, s);
@@ -405,7 +394,7 @@ static void parse_key_query(struct loader *ld, yaml_node_t *v, void *obj, const 
 {
 	struct rw_route_auth *a = obj;
 	const char *s = schema_expect_scalar(ld, v, "api_key.query");
-	if (s && !valid_token(s, "&=#%+"))
+	if (s && !schema_valid_token(s, "&=#%+"))
 		schema_report(ld, v, "api_key.query: invalid query parameter name '%s'", s);
 	else if (s)
 		a->key_query = schema_strdup(ld, s);

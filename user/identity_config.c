@@ -42,21 +42,11 @@ static void parse_alg(struct loader *ld, yaml_node_t *v, void *obj, const struct
 		schema_report(ld, v, "alg: '%s' is not offered (identity tokens are ES256)", s);
 }
 
-static bool valid_header_name(const char *s)
-{
-	if (!*s)
-		return false;
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-		if (*c <= ' ' || *c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *c))
-			return false;
-	return true;
-}
-
 static void parse_header(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
 	struct rw_identity_token *it = obj;
 	const char *s = schema_expect_scalar(ld, v, rule->key);
-	if (s && !valid_header_name(s))
+	if (s && !schema_valid_token(s, SCHEMA_HEADER_SEPARATORS))
 		schema_report(ld, v, "header: invalid header name '%s'", s);
 	else if (s)
 		it->header = schema_strdup(ld, s);

@@ -507,6 +507,16 @@ const char *schema_read_name(struct loader *ld, const yaml_node_t *v, const char
 	return s;
 }
 
+bool schema_valid_token(const char *s, const char *stops)
+{
+	if (!*s)
+		return false;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c <= ' ' || *c >= 0x7f || strchr(stops, *c))
+			return false;
+	return true;
+}
+
 bool schema_check_path(struct loader *ld, const yaml_node_t *v, const char *what, const char *s)
 {
 	if (s[0] != '/') {

@@ -132,6 +132,10 @@ schema_parse_fn schema_parse_u32, schema_parse_size32, schema_parse_size64, sche
 bool schema_valid_name(const char *s);
 const char *schema_read_name(struct loader *ld, const yaml_node_t *v, const char *what);
 
+/* A header name or a query parameter name: non-empty visible ASCII without the bytes of stops. */
+bool schema_valid_token(const char *s, const char *stops);
+#define SCHEMA_HEADER_SEPARATORS "()<>@,;:\\\"/[]?={}" /* what a header name cannot hold */
+
 /* Reports why s is unusable as an absolute path (no spaces, controls, '?' or '#'), or returns
  * true. */
 bool schema_check_path(struct loader *ld, const yaml_node_t *v, const char *what, const char *s);
