@@ -1,7 +1,8 @@
 /* admin.c — the admin API's server (see admin.h): its listener and connections on the control
  * thread's loop (keep-alive, one request at a time, no request bodies), the bearer token checked
  * in constant time, and the endpoints: /metrics, /status, /config (the running YAML as JSON, secret
- * values redacted), /upstreams and POST /reload. Answers and errors are JSON (metrics aside). */
+ * values redacted), /upstreams, POST /reload, and /.well-known/jwks.json (the identity token's
+ * public key, served without the token). Answers and errors are JSON (metrics aside). */
 #include "admin.h"
 
 #include <errno.h>
@@ -85,22 +86,10 @@ static void client_close_now(struct admin_client *c)
 static void answer(struct admin_client *c, int status, const char *type, const char *body,
 		   size_t len, const char *extra, bool head_only)
 {
-	char head[1024];
+	char head[1024], lines[768];
+	snprintf(lines, sizeof lines, "Cache-Control: no-store\r\n%s", extra ? extra : "");
 	struct writer w = writer_init(head, sizeof head);
-	w_str(&w, "HTTP/1.1 ");
-	w_u64(&w, (uint64_t)status);
-	w_str(&w, " ");
-	w_str(&w, status_text(status));
-	w_str(&w, "\r\nContent-Type: ");
-	w_str(&w, type);
-	w_str(&w, "\r\nContent-Length: ");
-	w_u64(&w, len);
-	w_str(&w, "\r\nCache-Control: no-store\r\n");
-	if (extra)
-		w_str(&w, extra);
-	if (c->close_after)
-		w_str(&w, "Connection: close\r\n");
-	w_str(&w, "\r\n");
+	http_head(&w, status, type, len, lines, NULL, c->close_after);
 	struct loop *l = &c->ctl->loop;
 	if (w.overflow || !sock_write_copy(l, &c->s, head, writer_len(&w)) ||
 	    (!head_only && len && !sock_write_copy(l, &c->s, body, len))) {
@@ -393,11 +382,14 @@ static bool authorized(const struct control *ctl, const struct http_request *req
 struct endpoint {
 	const char *path;
 	uint8_t method;     /* enum http_method: GET also answers HEAD */
+	bool open;          /* answered without the bearer token (a public key is public) */
 };
 
 static const struct endpoint endpoints[] = {
-	{ "/metrics", HTTP_M_GET },   { "/status", HTTP_M_GET }, { "/config", HTTP_M_GET },
-	{ "/upstreams", HTTP_M_GET }, { "/reload", HTTP_M_POST }, { NULL, 0 },
+	{ "/metrics", HTTP_M_GET, false },   { "/status", HTTP_M_GET, false },
+	{ "/config", HTTP_M_GET, false },    { "/upstreams", HTTP_M_GET, false },
+	{ "/reload", HTTP_M_POST, false },   { "/.well-known/jwks.json", HTTP_M_GET, true },
+	{ NULL, 0, false },
 };
 
 static void dispatch(struct admin_client *c, const struct http_request *req)
@@ -409,7 +401,7 @@ static void dispatch(struct admin_client *c, const struct http_request *req)
 		e++;
 	if (!e->path) {
 		answer_error(c, 404, "no_route", "no such admin endpoint (GET /metrics, /status, /config, "
-			     "/upstreams; POST /reload)", NULL, NULL, head_only);
+			     "/upstreams, /.well-known/jwks.json; POST /reload)", NULL, NULL, head_only);
 		return;
 	}
 	bool method_ok = req->method_id == e->method || (e->method == HTTP_M_GET && head_only);
@@ -419,7 +411,7 @@ static void dispatch(struct admin_client *c, const struct http_request *req)
 			     head_only);
 		return;
 	}
-	if (!authorized(ctl, req)) {
+	if (!e->open && !authorized(ctl, req)) {
 		log_warn("admin: %.*s %.*s refused: missing or wrong bearer token", (int)req->method.len,
 			 req->method.p, (int)req->path.len, req->path.p);
 		answer_error(c, 401, "unauthorized", "a valid bearer token is required", NULL,
@@ -442,6 +434,13 @@ static void dispatch(struct admin_client *c, const struct http_request *req)
 		answer_body(c, "application/json", status_body, head_only);
 	} else if (!strcmp(e->path, "/config")) {
 		answer_body(c, "application/json", config_body, head_only);
+	} else if (!strcmp(e->path, "/.well-known/jwks.json")) {
+		const struct rw_identity_token *it = &ctl->cfg->identity;
+		if (it->enabled)
+			answer(c, 200, "application/json", it->jwks, it->jwks_len, NULL, head_only);
+		else
+			answer_error(c, 404, "no_identity_token", "no identity_token is configured", NULL,
+				     NULL, head_only);
 	} else if (!strcmp(e->path, "/upstreams")) {
 		char *json = metrics_upstreams_json(ctl->ws->metrics, ctl->cfg, &len);
 		answer_malloced(c, "application/json", json, len, head_only);

@@ -1,19 +1,40 @@
-/* auth.c — the authentication and ACL stages of a route (auth.h). api_key: the key is read from
- * the route's header, or its query parameter when it has one, hashed with SHA-256 (wolfCrypt) and
- * looked up in the snapshot's key table; its consumer is remembered by the exchange (the proxy
- * tells the upstream who it is). A missing or unknown key is a 401 with WWW-Authenticate. acl: a
- * consumer in one of deny_groups, or in none of a non-empty allow_groups, is a 403. */
+/* auth.c — the authentication, ACL and scope stages of a route (auth.h).
+ *
+ * authenticate tries the route's methods in a fixed order, and the first credential that is valid
+ * names the identity the exchange remembers (x->who; the proxy tells the upstream who it is):
+ *   api_key  the key from the route's header or query parameter, SHA-256'd (wolfCrypt), looked up
+ *            in the snapshot's key table;
+ *   jwt      `Authorization: Bearer`: the token's issuer in jwt_issuers, verified against its keys
+ *            and policy (jwt.h); the consumer claim names it, its groups are the groups claim's
+ *            and those of a consumer of that name; cached per worker (auth_cache.h) until exp;
+ *   basic    `Authorization: Basic`: the user of a consumer and its PBKDF2 password, the result
+ *            (either way) cached per worker for a few minutes, since the hash is slow on purpose;
+ *   mtls     the verified client certificate's CN, the name of a consumer.
+ * None presented: 401 auth_missing; presented but none valid: 401 auth_failed, both with one
+ * WWW-Authenticate line per method (the Bearer one says why a token was refused). What was wrong
+ * is logged at most once a second per worker. acl: a consumer in one of deny_groups, or in none of
+ * a non-empty allow_groups, is a 403. scopes: each of the route's must be in the identity's scope,
+ * else 403 insufficient_scope. */
 #include "auth.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h> /* first: the build's settings */
+#include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hash.h>
 
+#include "auth_cache.h"
 #include "exchange.h"
+#include "log.h"
 #include "shard.h"
+#include "tls.h"
 
-#define AUTH_CHALLENGE "WWW-Authenticate: ApiKey realm=\"ringway\"\r\n"
+#define BASIC_CACHE_SECONDS 300
+
+enum outcome { MISSING, FAILED, PASSED };
 
 /* The value of the first header named name, or an empty slice. */
 static struct slice header_value(const struct http_request *req, const char *name)
@@ -39,45 +60,334 @@ struct slice auth_query_param(struct slice query, const char *name)
 	return (struct slice){ 0 };
 }
 
-enum stage_result auth_api_key(struct exchange *x, const struct stage *st)
+static int64_t now_seconds(void)
 {
-	const struct rw_route_auth *a = &x->route->auth;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return ts.tv_sec;
+}
+
+/* Logs why a credential was refused, at most once a second per worker (a flood of bad
+ * credentials must not become a flood of log lines). */
+static void log_refusal(struct exchange *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_refusal(struct exchange *x, const char *fmt, ...)
+{
+	int64_t now = now_seconds();
+	if (x->sh->auth_logged_at == now)
+		return;
+	x->sh->auth_logged_at = now;
+	char msg[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++) /* what a client sent stays on its line */
+		if ((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	log_warn("auth: route '%s', request %s: %s", x->route->name, x->request_id, msg);
+}
+
+/* Visible ASCII, and none of the bytes of `except`. */
+static bool visible(const char *s, const char *except)
+{
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c <= ' ' || *c >= 0x7f || strchr(except, *c))
+			return false;
+	return true;
+}
+
+/* Appends group to who->groups (comma-separated); false when it does not fit. */
+static bool add_group(struct auth_identity *who, const char *group)
+{
+	size_t have = strlen(who->groups), len = strlen(group);
+	if (have + (have > 0) + len >= sizeof who->groups)
+		return false;
+	if (have)
+		who->groups[have++] = ',';
+	memcpy(who->groups + have, group, len + 1);
+	return true;
+}
+
+/* The identity of a configured consumer. */
+static void identity_of(struct auth_identity *who, uint32_t method, const struct rw_consumer *c)
+{
+	who->method = method;
+	snprintf(who->name, sizeof who->name, "%s", c->name);
+	who->groups[0] = who->scope[0] = '\0';
+	for (uint32_t i = 0; i < c->ngroups; i++)
+		add_group(who, c->groups[i]);
+}
+
+static enum outcome by_api_key(struct exchange *x, const struct rw_route_auth *a)
+{
 	struct slice key = header_value(&x->req, a->key_header);
 	if (!key.len && a->key_query)
 		key = auth_query_param(x->req.query, a->key_query);
-	if (!key.len) {
-		exchange_refuse(x, RW_AUTH_MISSING, AUTH_CHALLENGE, false);
-		return STAGE_ANSWERED;
-	}
+	if (!key.len)
+		return MISSING;
 	uint8_t digest[AUTH_DIGEST_LEN];
 	const struct rw_api_key *k = NULL;
 	if (wc_Sha256Hash((const byte *)key.p, key.len, digest) == 0)
 		k = auth_find_key(&x->snap->cfg->consumers, digest);
 	if (!k) {
-		exchange_refuse(x, RW_AUTH_FAILED, AUTH_CHALLENGE, false);
-		return STAGE_ANSWERED;
+		log_refusal(x, "unknown API key");
+		return FAILED;
 	}
-	x->consumer = k->consumer;
-	return STAGE_CONTINUE;
+	identity_of(&x->who, AUTH_API_KEY, k->consumer);
+	return PASSED;
 }
 
-static bool in_groups(const struct rw_consumer *c, char *const *groups, uint32_t n)
+/* The token68 after `scheme` in the Authorization header, or an empty slice. */
+static struct slice credentials(struct slice authz, const char *scheme)
 {
-	for (uint32_t i = 0; i < c->ngroups; i++)
+	size_t n = strlen(scheme);
+	if (authz.len <= n || !slice_ieq(slice_make(authz.p, n), scheme, n) || authz.p[n] != ' ')
+		return (struct slice){ 0 };
+	struct slice c = slice_make(authz.p + n, authz.len - n);
+	while (c.len && c.p[0] == ' ') {
+		c.p++;
+		c.len--;
+	}
+	return c;
+}
+
+/* The verified claims into x->who: false (with why) when they cannot go into headers. */
+static bool identity_from_claims(struct exchange *x, const struct jwt_claims *cl, const char **why)
+{
+	struct auth_identity *who = &x->who;
+	if (!cl->consumer[0] || !visible(cl->consumer, "")) {
+		*why = "the consumer claim is missing or not visible ASCII";
+		return false;
+	}
+	for (const unsigned char *c = (const unsigned char *)cl->scope; *c; c++) {
+		if (*c < ' ' || *c >= 0x7f || *c == '"' || *c == '\\') { /* RFC 6749, 3.3 */
+			*why = "the scope claim is not space-separated visible ASCII";
+			return false;
+		}
+	}
+	who->method = AUTH_JWT;
+	memcpy(who->name, cl->consumer, sizeof who->name);
+	memcpy(who->scope, cl->scope, sizeof who->scope);
+	who->groups[0] = '\0';
+	for (unsigned i = 0; i < cl->n_groups; i++) {
+		if (!visible(cl->groups[i], ",") || !add_group(who, cl->groups[i])) {
+			*why = "a group is not visible ASCII without commas";
+			return false;
+		}
+	}
+	const struct rw_consumer *c = auth_find_consumer(&x->snap->cfg->consumers, who->name,
+							 strlen(who->name));
+	for (uint32_t i = 0; c && i < c->ngroups; i++)
+		if (!add_group(who, c->groups[i])) {
+			*why = "too many groups";
+			return false;
+		}
+	return true;
+}
+
+static enum outcome by_jwt(struct exchange *x, struct slice token, const char **bearer_error)
+{
+	const struct rw_config *cfg = x->snap->cfg;
+	int64_t now = now_seconds();
+	if (auth_cache_get(x->sh->auth_cache, AUTH_JWT, cfg->generation, token.p, token.len, now,
+			   &x->who))
+		return PASSED;
+	const struct rw_jwt_issuer *is = auth_find_issuer(&cfg->jwt_issuers, token.p, token.len);
+	if (!is) {
+		*bearer_error = "unknown issuer";
+		log_refusal(x, "jwt: no issuer of jwt_issuers made this token");
+		return FAILED;
+	}
+	struct jwt_claims cl;
+	char why[160];
+	enum jwt_result r = jwt_verify(is->keys, token.p, token.len, &is->policy, now, &cl, why,
+				       sizeof why);
+	if (r != JWT_OK) {
+		*bearer_error = jwt_result_name(r);
+		log_refusal(x, "jwt: %s: %s", jwt_result_name(r), why);
+		return FAILED;
+	}
+	const char *bad;
+	if (!identity_from_claims(x, &cl, &bad)) {
+		*bearer_error = "malformed";
+		log_refusal(x, "jwt: %s", bad);
+		return FAILED;
+	}
+	if (is->cache)
+		auth_cache_put(x->sh->auth_cache, AUTH_JWT, cfg->generation, token.p, token.len,
+			       cl.exp, &x->who);
+	return PASSED;
+}
+
+static enum outcome by_basic(struct exchange *x, struct slice b64)
+{
+	const struct rw_config *cfg = x->snap->cfg;
+	char text[512];
+	word32 n = sizeof text - 1;
+	if (b64.len >= sizeof text * 4 / 3 ||
+	    Base64_Decode((const byte *)b64.p, (word32)b64.len, (byte *)text, &n) != 0) {
+		log_refusal(x, "basic: credentials are not base64 of at most %zu bytes",
+			    sizeof text - 1);
+		return FAILED;
+	}
+	uint8_t digest[AUTH_DIGEST_LEN];
+	if (wc_Sha256Hash((const byte *)text, n, digest) != 0)
+		return FAILED;
+	int64_t now = now_seconds();
+	if (auth_cache_get(x->sh->auth_cache, AUTH_BASIC, cfg->generation, digest, sizeof digest,
+			   now, &x->who))
+		return x->who.method ? PASSED : FAILED;
+	const char *colon = memchr(text, ':', n);
+	const struct rw_consumer *c = colon ? auth_find_user(&cfg->consumers, text,
+							     (size_t)(colon - text)) : NULL;
+	bool ok = c && password_verify(&c->basic_password, colon + 1, n - (size_t)(colon + 1 - text));
+	memset(text, 0, sizeof text);
+	if (ok) {
+		identity_of(&x->who, AUTH_BASIC, c);
+	} else {
+		x->who.method = 0; /* a failure, cached as one */
+		x->who.name[0] = x->who.groups[0] = x->who.scope[0] = '\0';
+		log_refusal(x, "basic: %s", c ? "wrong password" : "unknown user");
+	}
+	auth_cache_put(x->sh->auth_cache, AUTH_BASIC, cfg->generation, digest, sizeof digest,
+		       now + BASIC_CACHE_SECONDS, &x->who);
+	return ok ? PASSED : FAILED;
+}
+
+static enum outcome by_certificate(struct exchange *x)
+{
+	const char *cn = tls_peer_cn(x->down);
+	if (!cn)
+		return MISSING;
+	const struct rw_consumer *c = auth_find_consumer(&x->snap->cfg->consumers, cn, strlen(cn));
+	if (!c) {
+		log_refusal(x, "mtls: certificate CN '%.64s' is not a consumer", cn);
+		return FAILED;
+	}
+	identity_of(&x->who, AUTH_MTLS, c);
+	return PASSED;
+}
+
+/* Refuses with one WWW-Authenticate line per method of the route. */
+static void refuse_unauthenticated(struct exchange *x, enum rw_reason r, uint32_t methods,
+				   const char *bearer_error)
+{
+	char lines[512];
+	int n = 0;
+	if (methods & AUTH_API_KEY)
+		n += snprintf(lines + n, sizeof lines - (size_t)n,
+			      "WWW-Authenticate: ApiKey realm=\"ringway\"\r\n");
+	if ((methods & AUTH_JWT) && bearer_error)
+		n += snprintf(lines + n, sizeof lines - (size_t)n,
+			      "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", "
+			      "error_description=\"%s\"\r\n", bearer_error);
+	else if (methods & AUTH_JWT)
+		n += snprintf(lines + n, sizeof lines - (size_t)n,
+			      "WWW-Authenticate: Bearer realm=\"ringway\"\r\n");
+	if (methods & AUTH_BASIC)
+		snprintf(lines + n, sizeof lines - (size_t)n,
+			 "WWW-Authenticate: Basic realm=\"ringway\", charset=\"UTF-8\"\r\n");
+	x->who.method = 0;
+	exchange_refuse(x, r, lines[0] ? lines : NULL, false);
+}
+
+enum stage_result auth_authenticate(struct exchange *x, const struct stage *st)
+{
+	const struct rw_route_auth *a = &x->route->auth;
+	bool presented = false;
+	const char *bearer_error = NULL;
+	enum outcome o;
+	if ((a->methods & AUTH_API_KEY) && (o = by_api_key(x, a)) != MISSING) {
+		if (o == PASSED)
+			return STAGE_CONTINUE;
+		presented = true;
+	}
+	if (a->methods & (AUTH_JWT | AUTH_BASIC)) {
+		struct slice authz = header_value(&x->req, "Authorization");
+		struct slice token = credentials(authz, "Bearer");
+		struct slice basic = credentials(authz, "Basic");
+		if ((a->methods & AUTH_JWT) && token.len) {
+			if (by_jwt(x, token, &bearer_error) == PASSED)
+				return STAGE_CONTINUE;
+			presented = true;
+		}
+		if ((a->methods & AUTH_BASIC) && basic.len) {
+			if (by_basic(x, basic) == PASSED)
+				return STAGE_CONTINUE;
+			presented = true;
+		}
+	}
+	if ((a->methods & AUTH_MTLS) && (o = by_certificate(x)) != MISSING) {
+		if (o == PASSED)
+			return STAGE_CONTINUE;
+		presented = true;
+	}
+	refuse_unauthenticated(x, presented ? RW_AUTH_FAILED : RW_AUTH_MISSING, a->methods,
+			       bearer_error);
+	return STAGE_ANSWERED;
+}
+
+/* Whether one of the identity's groups is one of groups[0..n). */
+static bool in_groups(const struct auth_identity *who, char *const *groups, uint32_t n)
+{
+	const char *p = who->groups;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 		for (uint32_t j = 0; j < n; j++)
-			if (!strcmp(c->groups[i], groups[j]))
+			if (strlen(groups[j]) == len && !memcmp(groups[j], p, len))
 				return true;
+		p += len + (comma != NULL);
+	}
 	return false;
 }
 
 enum stage_result auth_acl(struct exchange *x, const struct stage *st)
 {
 	const struct rw_route_auth *a = &x->route->auth;
-	const struct rw_consumer *c = x->consumer;
-	if (!c || in_groups(c, a->deny_groups, a->ndeny) ||
-	    (a->nallow && !in_groups(c, a->allow_groups, a->nallow))) {
+	const struct auth_identity *who = &x->who;
+	if (!who->method || in_groups(who, a->deny_groups, a->ndeny) ||
+	    (a->nallow && !in_groups(who, a->allow_groups, a->nallow))) {
 		exchange_refuse(x, RW_ACL_DENIED, NULL, false);
 		return STAGE_ANSWERED;
 	}
 	return STAGE_CONTINUE;
+}
+
+/* Whether scope is one of the space-separated scopes of have. */
+static bool has_scope(const char *have, const char *scope)
+{
+	size_t len = strlen(scope);
+	for (const char *p = have; *p;) {
+		const char *sp = strchr(p, ' ');
+		size_t n = sp ? (size_t)(sp - p) : strlen(p);
+		if (n == len && !memcmp(p, scope, len))
+			return true;
+		p += n + (sp != NULL);
+	}
+	return false;
+}
+
+enum stage_result auth_scopes(struct exchange *x, const struct stage *st)
+{
+	const struct rw_route_auth *a = &x->route->auth;
+	uint32_t i = 0;
+	while (i < a->nscopes && has_scope(x->who.scope, a->scopes[i]))
+		i++;
+	if (i == a->nscopes)
+		return STAGE_CONTINUE;
+	char line[640];
+	int n = snprintf(line, sizeof line, "WWW-Authenticate: Bearer realm=\"ringway\", "
+			 "error=\"insufficient_scope\", scope=\"");
+	for (uint32_t j = 0; j < a->nscopes && n > 0 && (size_t)n < sizeof line; j++)
+		n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", j ? " " : "", a->scopes[j]);
+	if (n > 0 && (size_t)n + 4 <= sizeof line) {
+		memcpy(line + n, "\"\r\n", 4);
+	} else { /* too many scopes to list */
+		snprintf(line, sizeof line, "WWW-Authenticate: Bearer realm=\"ringway\", "
+			 "error=\"insufficient_scope\"\r\n");
+	}
+	log_refusal(x, "scope '%s' is not in the token's scope", a->scopes[i]);
+	exchange_refuse(x, RW_INSUFFICIENT_SCOPE, line, false);
+	return STAGE_ANSWERED;
 }

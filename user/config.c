@@ -602,6 +602,7 @@ static const struct rule route_rules[] = {
 	{ .key = "hide_credentials", .parse = schema_parse_bool,
 	  .offset = offsetof(struct rw_route, auth.hide_credentials) },
 	{ .key = "api_key", .parse = auth_parse_api_key, .offset = offsetof(struct rw_route, auth) },
+	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_route, auth) },
 	{ 0 }
 };
 
@@ -662,7 +663,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		schema_label(ld, map, "route", i, label, sizeof label);
 		uint32_t errors_before = ld->nerrors;
 		schema_walk_mapping(ld, map, label, route_rules, rt);
-		auth_route_finish(ld, map, &rt->auth, &f->auth);
+		auth_route_finish(ld, map, &rt->auth, f, ld->cfg);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
 		if (sound[i])
 			check_shadowing(ld, f, sound, rt, map);
@@ -763,6 +764,7 @@ static const struct rule frontend_rules[] = {
 	  .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "deny_groups", .parse = auth_parse_deny_groups,
 	  .offset = offsetof(struct rw_frontend, auth) },
+	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };
@@ -847,8 +849,8 @@ static const struct config_section frontends_section = {
  * sections before it. */
 static const struct config_section *const sections[] = {
 	&workers_section,   &access_log_section,   &drain_timeout_section, &limits_section,
-	&upstreams_section, &auth_config_section,  &frontends_section,     &xdp_config_section,
-	&admin_config_section,
+	&upstreams_section, &auth_config_section,  &jwt_issuers_section,   &identity_token_section,
+	&frontends_section, &xdp_config_section,   &admin_config_section,
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 

@@ -11,6 +11,7 @@
 
 #include "../bpf/limiter.h"
 #include "auth.h"
+#include "identity.h"
 
 struct router;
 struct stage;
@@ -76,7 +77,7 @@ struct rw_frontend {
 	struct rw_route *routes;
 	uint32_t nroutes;
 	struct router *router; /* compiled from routes */
-	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups */
+	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups, scopes */
 	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 
@@ -147,6 +148,8 @@ struct rw_config {
 	struct rw_upstream *upstreams;
 	uint32_t nupstreams;
 	struct rw_consumers consumers;
+	struct rw_jwt_issuers jwt_issuers;
+	struct rw_identity_token identity;
 	struct rw_frontend *frontends;
 	uint32_t nfrontends;
 	struct rw_xdp xdp;

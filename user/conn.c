@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "transport.h"
 #include "shard.h"
+#include "writer.h"
 
 static void client_process(struct client *c);
 static void client_timer_fired(struct timer *t);
@@ -265,35 +266,19 @@ bool client_closes_after(const struct client *c)
 	return c->close_after || c->sh->stopping;
 }
 
-void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool close)
+/* Sends the answer the gateway made (n bytes in heap buffer id; n 0: none could be made) for the
+ * request of c, logged with status and reason r, then closes or goes on to the next request. */
+static void send_own_answer(struct client *c, uint32_t id, size_t n, int status, enum rw_reason r,
+			    const char *request_id, bool close)
 {
-	struct shard *sh = c->sh;
-	struct loop *l = &sh->loop;
-	struct exchange *x = c->x;
-	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
-		log_exchange(c, reason_status(r), r, 0, NULL);
-		client_close(c);
-		return;
-	}
-	/* an unread request body would be taken for the next request: close instead */
-	if ((x && !exchange_keeps_alive(x)) || sh->stopping)
-		close = true;
-	char made_id[REQUEST_ID_GEN + 1]; /* refused before an exchange: the answer has an id too */
-	const char *request_id = x ? x->request_id : made_id;
-	if (!x)
-		request_id_make(made_id, loop_random(l), loop_random(l));
-	uint32_t id = buf_heap_get(&l->bufs);
-	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, extra, request_id, close,
-								 buf_ptr(&l->bufs, id),
-								 buf_cap(&l->bufs, id));
-	log_exchange(c, reason_status(r), r, n, request_id);
-	if (x)
+	struct loop *l = &c->sh->loop;
+	log_exchange(c, status, r, n, request_id);
+	if (c->x)
 		drop_exchange(c);
 	if (n == 0 && id != UINT32_MAX)
 		buf_unref(&l->bufs, id);
 	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) { /* a failed push let id go */
-		log_error("out of memory: closing the connection instead of answering %d",
-			  reason_status(r));
+		log_error("out of memory: closing the connection instead of answering %d", status);
 		client_close(c);
 		return;
 	}
@@ -306,6 +291,53 @@ void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool c
 	c->state = C_IDLE;
 	client_arm_timer(c);
 	client_continue(c);
+}
+
+/* Whether the answer to the request must close the connection. */
+static bool must_close(const struct client *c, bool close)
+{
+	return close || (c->x && !exchange_keeps_alive(c->x)) || c->sh->stopping;
+}
+
+void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool close)
+{
+	struct shard *sh = c->sh;
+	struct loop *l = &sh->loop;
+	struct exchange *x = c->x;
+	if (x && x->resp_started) { /* part of a response is out: only closing can tell the client */
+		log_exchange(c, reason_status(r), r, 0, NULL);
+		client_close(c);
+		return;
+	}
+	/* an unread request body would be taken for the next request: close instead */
+	close = must_close(c, close);
+	char made_id[REQUEST_ID_GEN + 1]; /* refused before an exchange: the answer has an id too */
+	const char *request_id = x ? x->request_id : made_id;
+	if (!x)
+		request_id_make(made_id, loop_random(l), loop_random(l));
+	uint32_t id = buf_heap_get(&l->bufs);
+	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, extra, request_id, close,
+								 buf_ptr(&l->bufs, id),
+								 buf_cap(&l->bufs, id));
+	send_own_answer(c, id, n, reason_status(r), r, request_id, close);
+}
+
+void client_answer(struct client *c, int status, const char *type, const char *body, size_t len,
+		   bool head_only)
+{
+	struct loop *l = &c->sh->loop;
+	struct exchange *x = c->x;
+	bool close = must_close(c, false);
+	uint32_t id = buf_heap_get(&l->bufs);
+	size_t n = 0;
+	if (id != UINT32_MAX) {
+		struct writer w = writer_init(buf_ptr(&l->bufs, id), buf_cap(&l->bufs, id));
+		http_head(&w, status, type, len, NULL, x->request_id, close);
+		if (!head_only)
+			w_put(&w, body, len);
+		n = w.overflow ? 0 : writer_len(&w);
+	}
+	send_own_answer(c, id, n, status, RW_OK, x->request_id, close);
 }
 
 void client_exchange_done(struct client *c)

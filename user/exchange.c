@@ -23,7 +23,8 @@ static struct exchange *exchange_alloc(struct shard *sh)
 		sh->free_exchanges = x->next_free;
 	else if (!(x = malloc(sizeof *x)))
 		return NULL;
-	memset(x, 0, offsetof(struct exchange, req)); /* req is filled from the parse */
+	memset(x, 0, offsetof(struct exchange, who)); /* req is filled from the parse */
+	x->who.method = 0;
 	x->head_buf = UINT32_MAX;
 	x->max_body = UINT64_MAX;
 	splice_leg_init(&x->req_splice);
@@ -188,6 +189,13 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 	x->req_done = !x->req_has_body;
 	client_attach(c, x);
 
+	const struct rw_identity_token *idt = &x->snap->cfg->identity;
+	if (idt->jwks_path && (req->method_id == HTTP_M_GET || req->method_id == HTTP_M_HEAD) &&
+	    slice_eq(req->path, idt->jwks_path, strlen(idt->jwks_path))) {
+		client_answer(c, 200, "application/json", idt->jwks, idt->jwks_len,
+			      req->method_id == HTTP_M_HEAD);
+		return;
+	}
 	const struct rw_frontend *fe = x->snap->listener_fe[c->listener];
 	uint32_t allow = 0;
 	x->route = fe ? router_match(fe->router, req->host, req->path, req->method_id, &allow) : NULL;
@@ -392,7 +400,7 @@ void exchange_record(const struct exchange *x, struct access_record *rec)
 	rec->path_len = x->path_len;
 	rec->route = x->route ? x->route->name : NULL;
 	rec->upstream = lg->target;
-	rec->consumer = x->consumer ? x->consumer->name : NULL;
+	rec->consumer = x->who.method ? x->who.name : NULL;
 	rec->bytes_in = x->bytes_in;
 	rec->bytes_out = x->bytes_out_queued;
 	rec->duration_ms = (double)(now - x->t_start_ns) / 1e6;

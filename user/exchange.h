@@ -51,7 +51,6 @@ struct exchange {
 	bool req_done;            /* every request byte is queued to the upstream */
 	bool pumping;             /* a leg takes the body: the client is read */
 	uint64_t max_body;        /* set by the body-limit stage */
-	const struct rw_consumer *consumer; /* who the request is from (auth.h); NULL: unknown */
 	int64_t req_remaining;    /* Content-Length bytes still to forward */
 	struct chunk_scanner req_cs;
 	struct splice_leg req_splice;
@@ -59,6 +58,8 @@ struct exchange {
 	/* accounting */
 	uint64_t t_start_ns;
 	uint64_t bytes_in, bytes_out_queued;
+	/* not cleared when the exchange is reused: who.method is, the rest is written before use */
+	struct auth_identity who; /* who the request is from (auth.h); method 0: unknown */
 	struct http_request req;  /* last: only its used headers are copied in */
 };
 

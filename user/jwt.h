@@ -98,6 +98,11 @@ enum jwt_result jwt_verify(const struct jwks *set, const char *token, size_t len
                            const struct jwt_policy *policy, int64_t now, struct jwt_claims *out,
                            char *why, size_t whylen);
 
+/* The token's iss claim into out (NUL-terminated), read without verifying anything, to choose
+ * the key set and policy to verify it with: false when the payload is malformed or has no string
+ * iss shorter than cap. */
+bool jwt_peek_issuer(const char *token, size_t len, char *out, size_t cap);
+
 /* ---- minting ---------------------------------------------------------------------------------- */
 
 /* One thread's random generator (wolfCrypt's DRBG), for signatures and token ids. */

@@ -1,4 +1,4 @@
-/* main.c — the command line (run, check, limits, probe, --help, --version) and the order of a
+/* main.c — the command line (run, check, limits, probe, hash-password, --help, --version) and the order of a
  * run: the XDP limiter attached, the workers started, the control plane (control.h: signals,
  * reload, admin API) run until SIGTERM or SIGINT, then the workers drained and the limiter
  * detached. */
@@ -12,6 +12,7 @@
 #include "control.h"
 #include "limits_cmd.h"
 #include "log.h"
+#include "password.h"
 #include "probe.h"
 #include "worker.h"
 #include "xdp.h"
@@ -22,6 +23,7 @@ static void usage(FILE *to)
 	      "       ringway check -c FILE\n"
 	      "       ringway limits [--pin-path DIR | -c FILE] show|set|unset|top|stats ...\n"
 	      "       ringway probe [--json] [--interface IF]\n"
+	      "       ringway hash-password [ITERATIONS] < password\n"
 	      "       ringway --help | --version\n"
 	      "\n"
 	      "  run     run the gateway in the foreground (logs on stderr); SIGTERM or SIGINT\n"
@@ -30,7 +32,10 @@ static void usage(FILE *to)
 	      "  check   validate a configuration: prints ok, or FILE:LINE:COL: message lines\n"
 	      "  limits  inspect and change the XDP limiter's pinned maps (ringway limits --help)\n"
 	      "  probe   what this host's kernel offers and what ringway will use of it; exits 1\n"
-	      "          when something ringway needs is missing (ringway probe --help)\n",
+	      "          when something ringway needs is missing (ringway probe --help)\n"
+	      "  hash-password  the password_hash of a consumer's basic credentials for the\n"
+	      "          password on stdin (its first line): pbkdf2-sha256:ITERATIONS:SALT:HASH,\n"
+	      "          100000 iterations unless given (1000 to 10000000)\n",
 	      to);
 }
 
@@ -76,6 +81,35 @@ static int cmd_run(struct rw_config *cfg)
 	return sig > 0 ? 0 : 1;
 }
 
+/* ringway hash-password [ITERATIONS]: the first line of stdin, hashed. */
+static int hash_password_main(int argc, char **argv)
+{
+	unsigned long iterations = PASSWORD_ITERATIONS;
+	char *end = NULL;
+	if (argc > 2 || (argc == 2 && ((iterations = strtoul(argv[1], &end, 10)) <
+				       PASSWORD_MIN_ITERATIONS || iterations > PASSWORD_MAX_ITERATIONS ||
+				       *end))) {
+		fprintf(stderr, "usage: ringway hash-password [ITERATIONS: 1000 to 10000000] < password\n");
+		return 2;
+	}
+	char password[1024];
+	if (!fgets(password, sizeof password, stdin)) {
+		fprintf(stderr, "ringway hash-password: no password on stdin\n");
+		return 1;
+	}
+	size_t len = strcspn(password, "\r\n");
+	char out[PASSWORD_TEXT_MAX];
+	bool ok = len > 0 && password_hash_make(password, len, (uint32_t)iterations, out, sizeof out);
+	memset(password, 0, sizeof password);
+	if (!ok) {
+		fprintf(stderr, "ringway hash-password: %s\n",
+			len ? "no random salt could be had" : "the password is empty");
+		return 1;
+	}
+	puts(out);
+	return 0;
+}
+
 static int parse_level(const char *name)
 {
 	static const char *levels[] = { "debug", "info", "warn", "error" };
@@ -106,6 +140,8 @@ int main(int argc, char **argv)
 		return limits_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "probe"))
 		return probe_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "hash-password"))
+		return hash_password_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") != 0 && strcmp(argv[1], "check") != 0)) {
 		if (argc >= 2)
 			fprintf(stderr, "ringway: unknown command '%s'\n", argv[1]);

@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "exchange.h"
+#include "identity.h"
 #include "tls.h"
 #include "transport.h"
 #include "upstream.h"
@@ -57,19 +58,13 @@ static void write_query_without(struct writer *o, struct slice query, const char
 	}
 }
 
-/* The consumer the route's authentication found, told to the upstream. */
-static void write_consumer(struct writer *o, const struct rw_consumer *c)
+/* Who the route's authentication found, told to the upstream. */
+static void write_consumer(struct writer *o, const struct auth_identity *who)
 {
-	struct slice name = slice_make(c->name, strlen(c->name));
+	struct slice name = slice_make(who->name, strlen(who->name));
 	w_header(o, SLICE_LIT("X-Consumer-Id"), name);
 	w_header(o, SLICE_LIT("X-Consumer-Name"), name);
-	w_str(o, "X-Consumer-Groups: ");
-	for (uint32_t i = 0; i < c->ngroups; i++) {
-		if (i)
-			w_str(o, ",");
-		w_str(o, c->groups[i]);
-	}
-	w_str(o, "\r\n");
+	w_header(o, SLICE_LIT("X-Consumer-Groups"), slice_make(who->groups, strlen(who->groups)));
 }
 
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
@@ -94,8 +89,11 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, "/");
 	w_slice(&o, path);
 	const struct rw_route_auth *auth = &rt->auth;
-	bool hide = x->consumer && auth->hide_credentials;
-	if (hide && auth->key_query) {
+	const struct rw_identity_token *idt = &x->snap->cfg->identity;
+	bool hide = x->who.method && auth->hide_credentials;
+	bool hide_key = hide && (auth->methods & AUTH_API_KEY);
+	bool hide_authz = hide && (auth->methods & (AUTH_JWT | AUTH_BASIC));
+	if (hide_key && auth->key_query) {
 		write_query_without(&o, req->query, auth->key_query);
 	} else if (req->query.len) {
 		w_str(&o, "?");
@@ -137,7 +135,9 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 			break;
 		default:
 			if (is_identity_header(h->name) ||
-			    (hide && slice_ieq(h->name, auth->key_header, strlen(auth->key_header))))
+			    (idt->enabled && slice_ieq(h->name, idt->header, strlen(idt->header))) ||
+			    (hide_key && slice_ieq(h->name, auth->key_header, strlen(auth->key_header))) ||
+			    (hide_authz && slice_ieq(h->name, "Authorization", 13)))
 				continue;
 			break;
 		}
@@ -160,8 +160,13 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, ", ");
 	}
 	w_str(&o, x->client_http10 ? "1.0 ringway\r\n" : "1.1 ringway\r\n");
-	if (x->consumer)
-		write_consumer(&o, x->consumer);
+	if (x->who.method) {
+		write_consumer(&o, &x->who);
+		if (idt->enabled && !identity_write_token(x->sh->minter, idt, x->snap->cfg->generation,
+							  &x->who, rt->upstream->name,
+							  rt->upstream->index, &o))
+			return 0;
+	}
 	char tp[TRACEPARENT_LEN];
 	w_str(&o, "traceparent: ");
 	w_put(&o, tp, trace_format(&x->trace, tp));

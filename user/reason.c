@@ -1,5 +1,5 @@
 /* reason.c — the reason table: status, log name and message of every refusal or failure, and the
- * JSON error response written from it. */
+ * JSON error response written from it; the head of every answer the gateway makes itself. */
 #include "reason.h"
 
 #include <string.h>
@@ -59,6 +59,25 @@ const char *status_text(int status)
 	}
 }
 
+void http_head(struct writer *w, int status, const char *type, uint64_t content_length,
+	       const char *extra, const char *request_id, bool close)
+{
+	w_str(w, "HTTP/1.1 ");
+	w_u64(w, (uint64_t)status);
+	w_put(w, " ", 1);
+	w_str(w, status_text(status));
+	w_put(w, "\r\n", 2);
+	w_header(w, SLICE_LIT("Content-Type"), slice_make(type, strlen(type)));
+	w_header_u64(w, SLICE_LIT("Content-Length"), content_length);
+	if (extra)
+		w_str(w, extra);
+	if (request_id)
+		w_header(w, SLICE_LIT("X-Request-Id"), slice_make(request_id, strlen(request_id)));
+	if (close)
+		w_header(w, SLICE_LIT("Connection"), SLICE_LIT("close"));
+	w_put(w, "\r\n", 2);
+}
+
 size_t reason_write_response(enum rw_reason r, const char *extra, const char *request_id, int close,
 			     char *out, size_t cap)
 {
@@ -72,22 +91,8 @@ size_t reason_write_response(enum rw_reason r, const char *extra, const char *re
 	w_str(&b, "\",\"message\":\"");
 	w_str(&b, reason_message(r));
 	w_str(&b, "\"}}\n");
-
 	struct writer w = writer_init(out, cap);
-	w_str(&w, "HTTP/1.1 ");
-	w_u64(&w, (uint64_t)status);
-	w_put(&w, " ", 1);
-	w_str(&w, status_text(status));
-	w_put(&w, "\r\n", 2);
-	w_header(&w, SLICE_LIT("Content-Type"), SLICE_LIT("application/json"));
-	w_header_u64(&w, SLICE_LIT("Content-Length"), writer_len(&b));
-	if (extra)
-		w_str(&w, extra);
-	if (request_id)
-		w_header(&w, SLICE_LIT("X-Request-Id"), slice_make(request_id, strlen(request_id)));
-	if (close)
-		w_header(&w, SLICE_LIT("Connection"), SLICE_LIT("close"));
-	w_put(&w, "\r\n", 2);
+	http_head(&w, status, "application/json", writer_len(&b), extra, request_id, close);
 	w_put(&w, body, writer_len(&b));
 	return w.overflow || b.overflow ? 0 : writer_len(&w);
 }

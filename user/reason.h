@@ -3,8 +3,11 @@
 #ifndef RINGWAY_REASON_H
 #define RINGWAY_REASON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct writer;
 
 /* X(name, status, log_name, message) */
 #define RW_REASONS(X)                                                                          \
@@ -36,6 +39,7 @@
 	X(AUTH_MISSING, 401, "auth_missing", "credentials required")                               \
 	X(AUTH_FAILED, 401, "auth_failed", "invalid credentials")                                  \
 	X(ACL_DENIED, 403, "acl_denied", "not allowed to call this route")                         \
+	X(INSUFFICIENT_SCOPE, 403, "insufficient_scope", "the token lacks a scope this route needs") \
 	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \
 	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \
@@ -57,6 +61,12 @@ int reason_status(enum rw_reason r);
 const char *reason_name(enum rw_reason r);
 const char *reason_message(enum rw_reason r);
 const char *status_text(int status);
+
+/* Writes the head of an answer the gateway makes itself: status line, Content-Type, Content-Length,
+ * the extra header lines (may be NULL; each ending in CRLF), X-Request-Id when request_id is not
+ * NULL, Connection: close when close, and the blank line. */
+void http_head(struct writer *w, int status, const char *type, uint64_t content_length,
+	       const char *extra, const char *request_id, bool close);
 
 /* Writes a complete HTTP/1.1 error response (JSON body) into out; returns its length, or 0 if it
  * does not fit. extra (may be NULL) is header lines written as they are, each ending in CRLF

@@ -54,6 +54,9 @@ struct shard {
 	struct client *clients;      /* every open client connection */
 	struct client *free_clients;
 	struct exchange *free_exchanges;
+	struct auth_cache *auth_cache;   /* verified credentials (auth_cache.h) */
+	struct identity_minter *minter;  /* identity tokens (identity.h) */
+	int64_t auth_logged_at;          /* when auth last logged a refusal (seconds) */
 	struct http_request req;     /* scratch for the head being parsed */
 	struct http_response resp;
 } RING_ALIGNED;

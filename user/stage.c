@@ -1,7 +1,7 @@
-/* stage.c — compiling a route's stages (the body limit first, then authentication and the ACL of
- * auth.h when the route has them), and the stages the core owns: the request-body limit (413 for
- * a declared Content-Length over the limit; a chunked body is held to the same limit as it is
- * forwarded). Policy modules add theirs to stages_compile. */
+/* stage.c — compiling a route's stages (the body limit first, then authentication, the ACL and
+ * the scopes of auth.h when the route has them), and the stages the core owns: the request-body
+ * limit (413 for a declared Content-Length over the limit; a chunked body is held to the same
+ * limit as it is forwarded). Policy modules add theirs to stages_compile. */
 #include "stage.h"
 
 #include <stdlib.h>
@@ -21,16 +21,18 @@ static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 
 int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 {
-	rt->stages = calloc(3, sizeof *rt->stages);
+	rt->stages = calloc(4, sizeof *rt->stages);
 	if (!rt->stages)
 		return -1;
 	uint32_t n = 0;
 	rt->stages[n++] = (struct stage){ .name = "body_limit", .run = body_limit,
 					  .arg = cfg->limits.max_body_bytes };
-	if (rt->auth.methods & AUTH_API_KEY)
-		rt->stages[n++] = (struct stage){ .name = "api_key", .run = auth_api_key };
+	if (rt->auth.methods)
+		rt->stages[n++] = (struct stage){ .name = "authenticate", .run = auth_authenticate };
 	if (rt->auth.nallow || rt->auth.ndeny)
 		rt->stages[n++] = (struct stage){ .name = "acl", .run = auth_acl };
+	if (rt->auth.nscopes)
+		rt->stages[n++] = (struct stage){ .name = "scopes", .run = auth_scopes };
 	rt->nstages = n;
 	return 0;
 }

@@ -350,7 +350,7 @@ struct tls_conn {
 	struct segq cin;            /* ciphertext received, not yet taken by wolfSSL */
 	struct segq cout;           /* ciphertext to send */
 	uint64_t batch;             /* bytes at the front of s->out whose ciphertext is in cout */
-	char *subject;              /* the verified client certificate's subject */
+	char *peer_cn;              /* the verified client certificate's subject CN */
 };
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -450,10 +450,10 @@ int tls_connect(struct loop *l, struct sock *s, struct tls_client *cli)
 	return 0;
 }
 
-const char *tls_peer_subject(const struct sock *s)
+const char *tls_peer_cn(const struct sock *s)
 {
 	const struct tls_conn *t = s->tx == &transport_tls ? s->tx_state : NULL;
-	return t ? t->subject : NULL;
+	return t ? t->peer_cn : NULL;
 }
 
 static void count(struct tls_conn *t, enum tls_count what)
@@ -510,9 +510,9 @@ static int handshake(struct loop *l, struct sock *s, struct tls_conn *t)
 	if (t->srv) { /* a client certificate: verified against client_ca, or none asked */
 		WOLFSSL_X509 *peer = wolfSSL_get_peer_certificate(t->ssl);
 		if (peer) {
-			char name[256];
-			if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(peer), name, sizeof name))
-				t->subject = strdup(name);
+			const char *cn = wolfSSL_X509_get_subjectCN(peer);
+			if (cn && *cn)
+				t->peer_cn = strdup(cn);
 			wolfSSL_X509_free(peer);
 		}
 	}
@@ -733,7 +733,7 @@ static void tls_release(struct loop *l, struct sock *s)
 		wolfSSL_free(t->ssl);
 	segq_clear(&l->bufs, &t->cin);
 	segq_clear(&l->bufs, &t->cout);
-	free(t->subject);
+	free(t->peer_cn);
 	free(t);
 	s->tx_state = NULL;
 }

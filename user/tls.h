@@ -77,8 +77,8 @@ int tls_connect(struct loop *l, struct sock *s, struct tls_client *cli);
 /* The peer ended the stream (a plain EOF, not a close_notify): during a handshake that is a
  * failed handshake, logged and counted. */
 void tls_peer_closed(struct sock *s);
-/* The verified client certificate's subject ("/CN=.../O=..."), or NULL (no mTLS, or plain). */
-const char *tls_peer_subject(const struct sock *s);
+/* The verified client certificate's subject common name, or NULL (no mTLS, no CN, or plain). */
+const char *tls_peer_cn(const struct sock *s);
 
 /* The handshake counters a worker's loop points at (loop.tls_counts, metrics.h). */
 enum tls_count { TLS_FULL = 0, TLS_RESUMED, TLS_FAILED, TLS_COUNTS };

@@ -18,8 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth_cache.h"
 #include "conn.h"
 #include "exchange.h"
+#include "identity.h"
 #include "ring.h"
 #include "sock.h"
 
@@ -261,6 +263,8 @@ static int worker_setup(struct worker *w)
 		return -1;
 	}
 	access_log_init(&w->shard.alog, &w->shard.loop, atomic_exchange(&w->log_mailbox, LOG_MAILBOX_EMPTY));
+	if (!(w->shard.auth_cache = auth_cache_new()) || !(w->shard.minter = identity_minter_new()))
+		return -1;
 	w->wake_task.fn = on_wake;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
@@ -372,6 +376,8 @@ static void worker_destroy(struct worker *w)
 		w->shard.free_exchanges = x->next_free;
 		free(x);
 	}
+	auth_cache_free(w->shard.auth_cache);
+	identity_minter_free(w->shard.minter);
 	access_log_close(&w->shard.alog); /* what is left, written before the ring goes */
 	loop_destroy(&w->shard.loop);
 	if (w->shard.snap)

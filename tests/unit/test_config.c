@@ -4,6 +4,7 @@
  * compiles. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -14,6 +15,8 @@
 #include "config.h"
 #include "auth.h"
 #include "error_lines.h"
+#include "identity.h"
+#include "password.h"
 #include "http1.h"
 #include "router.h"
 #include "schema.h"
@@ -328,8 +331,8 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 {
 	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
-		      "access_log, drain_timeout, limits, upstreams, consumers, frontends, xdp, "
-		      "admin)");
+		      "access_log, drain_timeout, limits, upstreams, consumers, jwt_issuers, "
+		      "identity_token, frontends, xdp, admin)");
 	EXPECT_ERRORS("limits:\n"
 		      "  max_header_bytes: 4096\n"
 		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
@@ -349,10 +352,10 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
 		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
 		      "upstream, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
-		      "api_key)");
+		      "api_key, scopes)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, routes)");
+		      "auth, allow_groups, deny_groups, scopes, routes)");
 }
 
 Test(config_errors, wrong_types)
@@ -697,7 +700,7 @@ Test(config_errors, every_error_is_reported_in_file_order)
 		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
 		      "random, least_conn)",
 		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, routes)",
+		      "auth, allow_groups, deny_groups, scopes, routes)",
 		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
 		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
 		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
@@ -1741,7 +1744,7 @@ Test(consumers, errors)
 		"key's SHA-256",
 		"t.yaml:12:11: duplicate consumer name 'mobile-app'",
 		"t.yaml:13:16: api_keys: this key is already a key of consumer 'mobile-app'",
-		"t.yaml:15:5: consumer 'other': unknown key 'keys' (valid keys: name, groups, api_keys)",
+		"t.yaml:15:5: consumer 'other': unknown key 'keys' (valid keys: name, groups, api_keys, basic)",
 		"t.yaml:16:5: consumer #4: missing required key 'name'",
 		"t.yaml:17:11: name: invalid name 'bad name' (use letters, digits, '_', '.' and '-')");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "consumers: {name: x}\n",
@@ -1777,7 +1780,7 @@ Test(consumers, route_auth_and_frontend_defaults)
 	cr_assert_str_eq(a->auth.key_header, "X-API-Key");
 	cr_assert_null(a->auth.key_query);
 	cr_assert_eq(a->nstages, 3);
-	cr_assert_str_eq(a->stages[1].name, "api_key");
+	cr_assert_str_eq(a->stages[1].name, "authenticate");
 	cr_assert_str_eq(a->stages[2].name, "acl");
 	cr_assert_eq(b->auth.ndeny, 0);
 	cr_assert_eq(b->auth.nallow, 1);
@@ -1798,18 +1801,255 @@ Test(consumers, route_auth_errors)
 		"      - name: r\n"
 		"        match: {path_prefix: /}\n"
 		"        upstream: users\n"
-		"        auth: [api_key, jwt]\n"
+		"        auth: [api_key, oauth]\n"
 		"        hide_credentials: maybe\n"
 		"        api_key: {header: \"X Key\", query: \"a&b\", cookie: k}\n"
 		"      - name: s\n"
 		"        match: {path_prefix: /s}\n"
 		"        upstream: users\n"
 		"        allow_groups: [ok, \"not ok\"]\n",
-		"t.yaml:10:25: auth: unknown method 'jwt' (valid: api_key)",
+		"t.yaml:10:25: auth: unknown method 'oauth' (valid: api_key, jwt, basic, mtls)",
 		"t.yaml:11:27: hide_credentials: expected true or false, got 'maybe'",
 		"t.yaml:12:27: api_key.header: invalid header name 'X Key'",
 		"t.yaml:12:43: api_key.query: invalid query parameter name 'a&b'",
 		"t.yaml:12:50: api_key: unknown key 'cookie' (valid keys: header, query)",
 		"t.yaml:13:9: allow_groups and deny_groups need auth on the route or its frontend",
 		"t.yaml:16:28: allow_groups: invalid name 'not ok' (use letters, digits, '_', '.' and '-')");
+}
+
+/* ---- basic credentials, jwt_issuers, identity_token ------------------------------------------ */
+
+#define EC_JWKS                                                                              \
+	"{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", "                                 \
+	"\"x\": \"vzBcB3FxCxTXgdTKMCbold2LBQ7SB38jLs2KjzwMI2w\", "                           \
+	"\"y\": \"JXyNusRhpfmVg1SQYsn4DwqtkR-CAPelqOOb6BHlquE\", \"kid\": \"k1\"}]}"
+#define EC_PEM                                                                               \
+	"-----BEGIN EC PRIVATE KEY-----\n"                                                   \
+	"MHcCAQEEIHdVkHSLCwCjUQsb7F8d16eqj7lAK3vEO+uMqdiHvXCToAoGCCqGSM49\n"                 \
+	"AwEHoUQDQgAEvzBcB3FxCxTXgdTKMCbold2LBQ7SB38jLs2KjzwMI2wlfI26xGGl\n"                 \
+	"+ZWDVJBiyfgPCq2RH4IA96Wo45voEeWq4Q==\n"                                             \
+	"-----END EC PRIVATE KEY-----\n"
+/* pbkdf2-sha256 of "pw", 1000 iterations, salt "saltsalt" */
+#define PW_HASH "pbkdf2-sha256:1000:c2FsdHNhbHQ=:"
+
+/* A temporary file holding text; its path in path (removed by the caller with unlink). */
+static void temp_file(char *path, const char *text)
+{
+	strcpy(path, "/tmp/ringway-test-XXXXXX");
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* The file at path (a name an error line can show) holding text. */
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Formats yaml (a printf format) with the arguments into a static buffer. */
+static const char *yamlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *yamlf(const char *fmt, ...)
+{
+	static char buf[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	return buf;
+}
+
+Test(basic, users_sorted_and_passwords_checked)
+{
+	char hash[PASSWORD_TEXT_MAX];
+	cr_assert(password_hash_make("pw", 2, 1000, hash, sizeof hash));
+	struct rw_config *cfg = load_ok(yamlf(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"consumers:\n"
+		"  - {name: zed, basic: {user: z-user, password_hash: \"%s\"}}\n"
+		"  - {name: amy, groups: [g], basic: {user: a-user, password_hash: \"%s\"}}\n"
+		"  - {name: bob}\n", hash, hash));
+	const struct rw_consumers *cs = &cfg->consumers;
+	cr_assert_eq(cs->nusers, 2);
+	const struct rw_consumer *c = auth_find_user(cs, "a-user", 6);
+	cr_assert_not_null(c);
+	cr_assert_str_eq(c->name, "amy");
+	cr_assert_str_eq(auth_find_user(cs, "z-user", 6)->name, "zed");
+	cr_assert_null(auth_find_user(cs, "a-use", 5));
+	cr_assert_null(auth_find_user(cs, "a-user2", 7));
+	cr_assert_null(auth_find_user(cs, "a-u\0er", 6));
+	cr_assert(password_verify(&c->basic_password, "pw", 2));
+	cr_assert(!password_verify(&c->basic_password, "pW", 2));
+	cr_assert(!password_verify(&c->basic_password, "pw ", 3));
+	cr_assert_str_eq(auth_find_consumer(cs, "bob", 3)->name, "bob");
+	cr_assert_str_eq(auth_find_consumer(cs, "amy", 3)->name, "amy");
+	cr_assert_null(auth_find_consumer(cs, "bo", 2));
+	config_unref(cfg);
+}
+
+Test(basic, errors)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"consumers:\n"
+		"  - {name: a, basic: {user: u, password_hash: \"sha1:abc\"}}\n"
+		"  - {name: b, basic: {user: u, password_hash: \"" PW_HASH "AAAA\"}}\n"
+		"  - {name: c, basic: {user: \"x:y\", password_hash: \"pbkdf2-sha256:10:c2FsdHNhbHQ=:A\"}}\n"
+		"  - {name: d, basic: {user: d}}\n",
+		"t.yaml:9:47: basic.password_hash: expected pbkdf2-sha256:<iterations>:<salt base64>:"
+		"<hash base64>",
+		"t.yaml:10:29: basic.user: 'u' is already the user of consumer 'a'",
+		"t.yaml:10:47: basic.password_hash: hash: expected the 32 bytes of PBKDF2-HMAC-SHA256 in "
+		"base64",
+		"t.yaml:11:29: basic.user: 'x:y' must be visible ASCII without ':'",
+		"t.yaml:11:51: basic.password_hash: iterations: expected a whole number from 1000 to "
+		"10000000",
+		"t.yaml:12:22: basic: missing required key 'password_hash'");
+}
+
+Test(jwt_issuers, read_and_compiled)
+{
+	char jwks[64];
+	temp_file(jwks, EC_JWKS);
+	struct rw_config *cfg = load_ok(yamlf(UPSTREAMS
+		"jwt_issuers:\n"
+		"  - issuer: https://id.example.test\n"
+		"    jwks_file: %s\n"
+		"    audiences: [api, admin]\n"
+		"    algorithms: [ES256, RS256]\n"
+		"    consumer_claim: client_id\n"
+		"    groups_claim: roles\n"
+		"    leeway: 30s\n"
+		"    cache: false\n"
+		"  - {issuer: other, jwks_file: %s}\n"
+		FRONTEND_HEAD
+		"      - {name: r, match: {path_prefix: /}, upstream: users, auth: [jwt],"
+		" scopes: [read]}\n", jwks, jwks));
+	unlink(jwks);
+	const struct rw_jwt_issuer *a = &cfg->jwt_issuers.list[0], *b = &cfg->jwt_issuers.list[1];
+	cr_assert_eq(cfg->jwt_issuers.count, 2);
+	cr_assert_str_eq(a->policy.issuer, "https://id.example.test");
+	cr_assert_eq(a->policy.n_audiences, 2);
+	cr_assert_str_eq(a->policy.audiences[1], "admin");
+	cr_assert_eq(a->policy.algs, JWT_ALG_BIT(JWT_ES256) | JWT_ALG_BIT(JWT_RS256));
+	cr_assert_str_eq(a->policy.consumer_claim, "client_id");
+	cr_assert_str_eq(a->policy.groups_claim, "roles");
+	cr_assert_eq(a->policy.leeway, 30);
+	cr_assert(a->policy.require_exp);
+	cr_assert(!a->cache);
+	cr_assert_eq(jwks_count(a->keys), 1);
+	cr_assert_eq(b->policy.algs, JWT_ALGS_ALL);
+	cr_assert(b->cache);
+	cr_assert_null(b->policy.consumer_claim); /* sub */
+	const struct rw_route *rt = &cfg->frontends[0].routes[0];
+	cr_assert_eq(rt->auth.methods, AUTH_JWT);
+	cr_assert_eq(rt->nstages, 3);
+	cr_assert_str_eq(rt->stages[2].name, "scopes");
+	/* the payload's iss chooses between several issuers: {"iss":"other"} */
+	const char *tok = "e30.eyJpc3MiOiJvdGhlciJ9.c2ln";
+	cr_assert_eq(auth_find_issuer(&cfg->jwt_issuers, tok, strlen(tok)), b);
+	cr_assert_null(auth_find_issuer(&cfg->jwt_issuers, "e30.e30.c2ln", 12));
+	config_unref(cfg);
+}
+
+Test(jwt_issuers, errors)
+{
+	const char *jwks = "/tmp/ringway-test-config-jwks.json";
+	const char *bad = "/tmp/ringway-test-config-bad-jwks.json";
+	write_file(jwks, EC_JWKS);
+	write_file(bad, "{\"keys\": [{\"kty\": \"EC\"}]}");
+	EXPECT_ERRORS(yamlf(UPSTREAMS
+		"jwt_issuers:\n"
+		"  - {issuer: a, jwks_file: /nonexistent/jwks.json}\n"
+		"  - {issuer: b, jwks_file: %s}\n"
+		"  - {issuer: a, jwks_file: %s, algorithms: [none, HS256], audiences: []}\n"
+		"  - {jwks_file: %s, leeway: soon}\n"
+		FRONTEND_HEAD
+		"      - {name: r, match: {path_prefix: /}, upstream: users, auth: [jwt, mtls]}\n"
+		"      - {name: s, match: {path_prefix: /s}, upstream: users, auth: [api_key],"
+		" scopes: [read]}\n", bad, jwks, jwks),
+		"t.yaml:4:28: jwks_file: /nonexistent/jwks.json: No such file or directory",
+		"t.yaml:5:28: jwks_file: /tmp/ringway-test-config-bad-jwks.json: keys[0]: kty EC needs "
+		"crv P-256 or P-384",
+		"t.yaml:6:14: issuer: 'a' is already an entry of jwt_issuers",
+		"t.yaml:6:77: algorithms: unknown algorithm 'none' (valid: HS256, HS384, HS512, RS256, "
+		"RS384, RS512, PS256, ES256, ES384, EdDSA)",
+		"t.yaml:6:102: audiences: empty list (leave the key out instead)",
+		"t.yaml:7:5: jwt issuer #4: missing required key 'issuer'",
+		"t.yaml:7:61: leeway: invalid duration 'soon' (a whole number and a unit: ms, s, m or h; "
+		"above 0, at most 24h)",
+		"t.yaml:12:67: auth: mtls needs tls.client_ca on every listener of frontend 'public'",
+		"t.yaml:13:9: scopes need jwt in the auth of the route or its frontend");
+	unlink(jwks);
+	unlink(bad);
+}
+
+Test(jwt_issuers, jwt_routes_need_an_issuer)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		"      - {name: r, match: {path_prefix: /}, upstream: users, auth: [basic, jwt]}\n",
+		"t.yaml:7:67: auth: jwt needs at least one entry in jwt_issuers");
+}
+
+Test(identity_token, defaults_and_generated_key)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "identity_token: {}\n");
+	const struct rw_identity_token *it = &cfg->identity;
+	cr_assert(it->enabled);
+	cr_assert_str_eq(it->header, "X-Access-Token");
+	cr_assert_str_eq(it->issuer, "ringway");
+	cr_assert_eq(it->ttl_ms, 60000);
+	cr_assert(!it->per_request);
+	cr_assert_null(it->jwks_path);
+	cr_assert_not_null(it->signer);
+	cr_assert_not_null(strstr(it->jwks, jwt_signer_kid(it->signer)));
+	/* the generated key is the process's: a second load (a reload) keeps it */
+	struct rw_config *again = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "identity_token: {}\n");
+	cr_assert_eq(again->identity.signer, it->signer);
+	cr_assert_str_eq(again->identity.jwks, it->jwks);
+	config_unref(again);
+	config_unref(cfg);
+	cfg = load_ok(UPSTREAMS FRONTEND_HEAD ONE_ROUTE);
+	cr_assert(!cfg->identity.enabled);
+	config_unref(cfg);
+}
+
+Test(identity_token, key_file_and_settings)
+{
+	char pem[64];
+	temp_file(pem, EC_PEM);
+	struct rw_config *cfg = load_ok(yamlf(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"identity_token: {key_file: %s, alg: ES256, header: X-Identity, ttl: 5m,"
+		" issuer: https://gw.example.test, per_request: true, jwks_path: /keys}\n", pem));
+	unlink(pem);
+	const struct rw_identity_token *it = &cfg->identity;
+	cr_assert_str_eq(it->header, "X-Identity");
+	cr_assert_eq(it->ttl_ms, 300000);
+	cr_assert_str_eq(it->issuer, "https://gw.example.test");
+	cr_assert(it->per_request);
+	cr_assert_str_eq(it->jwks_path, "/keys");
+	/* the public half of EC_PEM */
+	cr_assert_not_null(strstr(it->jwks, "\"x\":\"vzBcB3FxCxTXgdTKMCbold2LBQ7SB38jLs2KjzwMI2w\""));
+	config_unref(cfg);
+}
+
+Test(identity_token, errors)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE
+		"identity_token:\n"
+		"  key_file: /nonexistent/signing.pem\n"
+		"  alg: RS256\n"
+		"  header: \"X Token\"\n"
+		"  ttl: 500ms\n"
+		"  jwks_path: keys\n"
+		"  kid: x\n",
+		"t.yaml:9:13: key_file: /nonexistent/signing.pem: No such file or directory",
+		"t.yaml:10:8: alg: 'RS256' is not offered (identity tokens are ES256)",
+		"t.yaml:11:11: header: invalid header name 'X Token'",
+		"t.yaml:12:8: ttl: at least 1s (tokens count whole seconds)",
+		"t.yaml:13:14: jwks_path: 'keys' must start with '/'",
+		"t.yaml:14:3: identity_token: unknown key 'kid' (valid keys: key_file, alg, header, ttl, "
+		"issuer, per_request, jwks_path)");
 }
