@@ -347,6 +347,11 @@ def jwt_config(port, secure_port, admin_port, up, idp, pki):
     return cfg
 
 
+def assert_no_sanitizer_report(gw):
+    logs = gw.logs()
+    assert "AddressSanitizer" not in logs and "LeakSanitizer" not in logs, logs[-8000:]
+
+
 def startup_log(directory):
     try:
         with open(os.path.join(directory, "ringway.log"), errors="replace") as f:
@@ -381,6 +386,7 @@ def jgw(tmp_path_factory, idp, pki):
     code = gw.stop()
     up.stop()
     assert code == 0, gw.logs()[-4000:]
+    assert_no_sanitizer_report(gw)
 
 
 def call(port, path, headers=None, method="GET", conn=None):
@@ -564,13 +570,20 @@ def test_jwt_refused(jgw, idp, case):
     assert challenges(res[0]) == [challenges(res[0])[0]]  # jwt only: one challenge
 
 
-def test_refused_token_error_description_says_why(jgw, idp):
-    """The error_description of an expired token differs from that of a bad signature."""
-    expired = assert_invalid_token(call(jgw.port, "/jwt/why1", bearer(
-        idp.token(exp=int(time.time()) - 120))))
-    forged = assert_invalid_token(call(jgw.port, "/jwt/why2", bearer(idp.token(key=idp.attacker))))
-    assert expired != forged
-    assert "expired" in expired.lower()
+WHY = {"expired": "expired", "nbf_in_future": "valid", "bad_signature": "signature",
+       "wrong_issuer": "issuer", "wrong_audience": "audience", "unknown_kid": "kid",
+       "alg_none": "alg", "alg_confusion_hs256_with_rsa_key": "alg",
+       "malformed_garbage": "malformed", "malformed_two_parts": "malformed",
+       "malformed_header_not_json": "malformed", "malformed_bad_base64": "malformed"}
+
+
+@pytest.mark.parametrize("case", list(WHY))
+def test_refused_token_error_description_says_why(jgw, idp, case):
+    """error_description names the reason a token was refused (a malformed token is called
+    malformed, not something else)."""
+    challenge = assert_invalid_token(call(jgw.port, f"/jwt/why-{case}", bearer(REFUSED[case](idp))))
+    description = challenge.split('error_description="', 1)[1].rstrip('"')
+    assert WHY[case] in description.lower(), challenge
 
 
 # ---- several methods, missing credentials ---------------------------------------------------------
@@ -903,6 +916,29 @@ def test_cached_token_is_not_served_past_exp(jgw, idp):
             c.close()
 
 
+def test_cache_is_keyed_by_the_whole_token(jgw, idp):
+    """A cached token's header and payload with another signature are refused; a cached token
+    still meets each route's scopes and groups."""
+    token = idp.token(scope="orders:read", groups=["dev"])
+    c = http.client.HTTPConnection("127.0.0.1", jgw.port, timeout=10)
+    try:
+        for i in range(3):
+            ok(call(jgw.port, f"/jwt/whole{i}", bearer(token), conn=c))
+        head_payload = token.rsplit(".", 1)[0]
+        forged_sig = idp.token(scope="orders:read", groups=["dev"],
+                               key=idp.attacker).rsplit(".", 1)[1]
+        assert_invalid_token(call(jgw.port, "/jwt/whole-forged",
+                                  bearer(f"{head_payload}.{forged_sig}"), conn=c))
+        assert_invalid_token(call(jgw.port, "/jwt/whole-nosig", bearer(f"{head_payload}."),
+                                  conn=c))
+        assert_error(call(jgw.port, "/scoped/whole", bearer(token), conn=c), 403,
+                     "insufficient_scope")
+        assert_error(call(jgw.port, "/partners/whole", bearer(token), conn=c), 403, "acl_denied")
+        ok(call(jgw.port, "/jwt/whole-again", bearer(token), conn=c))
+    finally:
+        c.close()
+
+
 # ---- reload ----------------------------------------------------------------------------------------
 
 def test_reload_keeps_the_generated_key(jgw, idp):
@@ -977,6 +1013,7 @@ def kgw(tmp_path_factory):
     code = gw.stop()
     up.stop()
     assert code == 0, gw.logs()[-4000:]
+    assert_no_sanitizer_report(gw)
 
 
 def test_key_file_signs_the_identity_tokens(kgw):
@@ -1142,11 +1179,98 @@ def test_check_mtls_needs_a_client_ca(tmp_path):
     listen = f"'127.0.0.1:{free_port()}'"
     text = check_config("[mtls]", extra="consumers:\n  - name: client-1\n",
                         listen=f"[{listen}]")
-    assert_check_error(tmp_path, text, ["mtls]", listen, "[" + listen], ["client_ca"])
+    assert_check_error(tmp_path, text, ["mtls]", "[mtls]", listen, "[" + listen], ["client_ca"])
 
 
 def test_check_scopes_without_jwt(tmp_path):
     """scopes on a route whose auth has no jwt can never be met: an error."""
     text = check_config("[api_key, basic]", "        scopes: [orders:read]\n")
-    assert_check_error(tmp_path, text, ["scopes:", "[orders:read]", "orders:read]"],
+    # at the scopes key or its value, or (like allow_groups without auth) at the route
+    assert_check_error(tmp_path, text, ["scopes:", "[orders:read]", "orders:read]", "name: r"],
                        ["scopes", "jwt"])
+
+
+# ---- key rotation by reload, token reuse for ttl/2 -------------------------------------------------
+
+@pytest.fixture()
+def rgw(tmp_path, idp):
+    """A gateway whose issuer's JWKS file the test rewrites, with identity tokens of ttl 2s."""
+    jwks_path = str(tmp_path / "rotating-jwks.json")
+    write_json(jwks_path, {"keys": [k for k in idp.jwks_a["keys"] if k["kid"] == "rsa1"]})
+    up = Upstream("rapp")
+    port, admin_port = free_port(), free_port()
+    routes = ("      - name: jwt\n        match: { path_prefix: /jwt }\n        upstream: orders\n"
+              "        auth: [jwt]\n")
+    extra = (f"jwt_issuers:\n  - issuer: {ISS}\n    jwks_file: {jwks_path}\n"
+             "    audiences: [api]\n    cache: true\n"
+             "identity_token:\n  ttl: 2s\n"
+             f"admin:\n  listen: 127.0.0.1:{admin_port}\n")
+    try:
+        gw = Gateway(str(tmp_path), make_config(port, [("orders", [up.addr], "10s")], routes,
+                                                extra=extra), port)
+    except Exception as e:
+        up.stop()
+        raise RuntimeError(f"{e}: {startup_log(str(tmp_path))}") from e
+    gw.admin_port, gw.jwks_path = admin_port, jwks_path
+    try:
+        wait_port(admin_port, gw.proc)
+    except Exception:
+        gw.stop()
+        up.stop()
+        raise
+    yield gw
+    code = gw.stop()
+    up.stop()
+    assert code == 0, gw.logs()[-4000:]
+    assert_no_sanitizer_report(gw)
+
+
+def write_json(path, obj):
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        json.dump(obj, f) if not isinstance(obj, str) else f.write(obj)
+    os.replace(tmp, path)
+
+
+def post_reload(gw):
+    c = http.client.HTTPConnection("127.0.0.1", gw.admin_port, timeout=20)
+    c.request("POST", "/reload")
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+def test_reload_rotates_the_issuer_keys_and_drops_cached_tokens(rgw, idp):
+    """A reload with a broken JWKS is refused and changes nothing; a reload without a key makes
+    the tokens it signed fail at once, even those cached, and a new key works."""
+    old = idp.token()
+    for i in range(4):  # cached on both workers
+        ok(call(rgw.port, f"/jwt/old{i}", bearer(old)))
+    write_json(rgw.jwks_path, '{"keys": [')
+    status, body = post_reload(rgw)
+    assert status != 200, body
+    ok(call(rgw.port, "/jwt/still-old", bearer(old)))
+    write_json(rgw.jwks_path, {"keys": [k for k in idp.jwks_a["keys"] if k["kid"] == "ec256"]})
+    status, body = post_reload(rgw)
+    assert status == 200, body
+    for i in range(4):
+        assert_invalid_token(call(rgw.port, f"/jwt/rotated{i}", bearer(old)))
+    ok(call(rgw.port, "/jwt/new", bearer(idp.token("ES256", "ec256"))))
+
+
+def test_reused_identity_token_is_replaced_after_half_its_ttl(rgw, idp):
+    """per_request: false with ttl 2s: the same token within a second, a new one after."""
+    auth = bearer(idp.token())
+    c = http.client.HTTPConnection("127.0.0.1", rgw.port, timeout=10)
+    try:
+        first = identity_token(ok(call(rgw.port, "/jwt/t1", auth, conn=c)))
+        assert identity_token(ok(call(rgw.port, "/jwt/t2", auth, conn=c))) == first
+        time.sleep(1.3)
+        later = identity_token(ok(call(rgw.port, "/jwt/t3", auth, conn=c)))
+    finally:
+        c.close()
+    assert later != first
+    claims = jwt.decode(later, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 2
+    assert claims["exp"] - time.time() > 0.5  # a reused token keeps at least ttl/2 of life
