@@ -504,6 +504,34 @@ def test_jwt_audience_list_and_leeway_accept(jgw, idp):
     ok(call(jgw.port, "/jwt/nbf", bearer(idp.token(nbf=now + 10))))
 
 
+@pytest.mark.parametrize("sub", ["auth0|5f7c8ec7c33c6c004bbafe82", "bob@example.com",
+                                 "3f0b7a52-9d1e-4c43-8a8e-2f1c3b6f0d11", "service-account.ci_42"])
+def test_jwt_common_subject_forms(jgw, idp, sub):
+    """Subjects as identity providers issue them (ids with '|', e-mail addresses, UUIDs) name
+    the consumer unchanged."""
+    seen = ok(call(jgw.port, "/jwt/sub", bearer(idp.token(sub=sub))))
+    assert consumer_of(seen) == sub
+    assert verify_identity(identity_token(seen), admin_jwks(jgw), "orders")["sub"] == sub
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "alice\r\nX-Injected: 1"}, {"groups": ["ok\r\nX-Injected: 1"]},
+    {"groups": ["x,partners"]}, {"sub": "alice,partner-a"}],
+    ids=["crlf_in_sub", "crlf_in_group", "comma_in_group", "comma_in_sub"])
+def test_jwt_claims_cannot_inject_headers_or_groups(jgw, idp, claims):
+    """Claims with CR/LF or commas never turn into extra headers or extra groups upstream (the
+    gateway refuses such a token or keeps the value whole)."""
+    r, body, seen = call(jgw.port, "/partners/inject", bearer(idp.token(**claims)))
+    if r.status == 401:
+        assert_invalid_token((r, body, seen))
+        return
+    assert r.status in (200, 403), body
+    if seen is not None:
+        assert "x-injected" not in [k for k, _ in seen]
+        assert "partners" not in groups_of(seen)
+        assert consumer_of(seen) in ("alice", claims.get("sub"))
+
+
 def test_bearer_scheme_is_case_insensitive(jgw, idp):
     """Authentication schemes are case-insensitive (RFC 9110 11.1): "bearer" and "basic" work."""
     ok(call(jgw.port, "/jwt/lower", {"Authorization": "bearer " + idp.token()}))
@@ -614,6 +642,7 @@ def test_first_valid_credential_wins(jgw, idp):
     assert consumer_of(seen) == "alice"
     seen = ok(call(jgw.port, "/multi/w2", {"X-API-Key": API_KEY, **bearer("not-a-jwt")}))
     assert consumer_of(seen) == "partner-a"
+    assert hdr(seen, "authorization") == [] and hdr(seen, "x-api-key") == []
 
 
 def test_several_methods_all_refused(jgw, idp):
@@ -745,9 +774,17 @@ def test_forged_identity_headers_dropped_on_jwt_and_basic_routes(jgw, idp):
 
 
 def test_access_log_consumer_of_a_jwt(jgw, idp):
-    """The access log names the consumer a token authenticated."""
+    """The access log names the consumer a token, a password or a certificate authenticated."""
     ok(call(jgw.port, "/jwt/logged-consumer", bearer(idp.token(sub="carol"))))
     assert access_record(jgw, "/jwt/logged-consumer")["consumer"] == "carol"
+    ok(call(jgw.port, "/basic/logged-consumer", {"Authorization": basic("billing-svc",
+                                                                        BASIC_PASSWORD)}))
+    assert access_record(jgw, "/basic/logged-consumer")["consumer"] == "billing"
+    ok(tls_call(jgw, "client", "/mtls/logged-consumer"))
+    assert access_record(jgw, "/mtls/logged-consumer")["consumer"] == "client-1"
+    assert_invalid_token(call(jgw.port, "/jwt/logged-refused", bearer("x.y.z")))
+    rec = access_record(jgw, "/jwt/logged-refused")
+    assert rec["status"] == 401 and rec["consumer"] is None
 
 
 # ---- identity token --------------------------------------------------------------------------------
