@@ -7,8 +7,10 @@
  *   jwt      `Authorization: Bearer`: the token's issuer in jwt_issuers, verified against its keys
  *            and policy (jwt.h); the consumer claim names it, its groups are the groups claim's
  *            and those of a consumer of that name; cached per worker (auth_cache.h) until exp;
- *   basic    `Authorization: Basic`: the user of a consumer and its PBKDF2 password, the result
- *            (either way) cached per worker for a few minutes, since the hash is slow on purpose;
+ *   basic    `Authorization: Basic`: the user of a consumer and its PBKDF2 password, which is slow
+ *            on purpose, so it is checked on the offload thread (offload.h) while the exchange
+ *            waits, and the result (either way) is cached per worker for a few minutes; an
+ *            unknown user is checked against a dummy hash, so that it takes as long;
  *   mtls     the verified client certificate's CN, the name of a consumer.
  * None presented: 401 auth_missing; presented but none valid: 401 auth_failed, both with one
  * WWW-Authenticate line per method (the Bearer one says why a token was refused). What was wrong
@@ -19,6 +21,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,14 +30,17 @@
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include "auth_cache.h"
+#include "offload.h"
 #include "exchange.h"
 #include "log.h"
+#include "metrics.h"
 #include "shard.h"
 #include "tls.h"
 
 #define BASIC_CACHE_SECONDS 300
+#define BASIC_MAX 256u /* bytes of a Basic password */
 
-enum outcome { MISSING, FAILED, PASSED };
+enum outcome { MISSING, FAILED, PASSED, WAITING, BUSY };
 
 /* The value of the first header named name, or an empty slice. */
 static struct slice header_value(const struct http_request *req, const char *name)
@@ -87,6 +93,18 @@ static void log_refusal(struct exchange *x, const char *fmt, ...)
 	log_warn("auth: route '%s', request %s: %s", x->route->name, x->request_id, msg);
 }
 
+/* Counts a credential of the method checked (metrics.h). */
+static void count(struct exchange *x, uint32_t method, bool valid)
+{
+	stat_add(&x->sh->stats->auth[__builtin_ctz(method)][!valid], 1);
+}
+
+/* Counts a lookup in the worker's auth cache. */
+static void count_lookup(struct exchange *x, uint32_t method, bool hit)
+{
+	stat_add(&x->sh->stats->auth_cache[__builtin_ctz(method)][!hit], 1);
+}
+
 /* Visible ASCII, and none of the bytes of `except`. */
 static bool visible(const char *s, const char *except)
 {
@@ -106,6 +124,13 @@ static bool add_group(struct auth_identity *who, const char *group)
 		who->groups[have++] = ',';
 	memcpy(who->groups + have, group, len + 1);
 	return true;
+}
+
+/* No identity: a failure (cached as one). */
+static void fail_identity(struct auth_identity *who)
+{
+	who->method = 0;
+	who->name[0] = who->groups[0] = who->scope[0] = '\0';
 }
 
 /* The identity of a configured consumer. */
@@ -129,6 +154,7 @@ static enum outcome by_api_key(struct exchange *x, const struct rw_route_auth *a
 	const struct rw_api_key *k = NULL;
 	if (wc_Sha256Hash((const byte *)key.p, key.len, digest) == 0)
 		k = auth_find_key(&x->snap->cfg->consumers, digest);
+	count(x, AUTH_API_KEY, k != NULL);
 	if (!k) {
 		log_refusal(x, "unknown API key");
 		return FAILED;
@@ -185,13 +211,11 @@ static bool identity_from_claims(struct exchange *x, const struct jwt_claims *cl
 	return true;
 }
 
-static enum outcome by_jwt(struct exchange *x, struct slice token, const char **bearer_error)
+/* A token not in the cache: verified, and cached when its issuer says so. */
+static enum outcome verify_jwt(struct exchange *x, struct slice token, int64_t now,
+			       const char **bearer_error)
 {
 	const struct rw_config *cfg = x->snap->cfg;
-	int64_t now = now_seconds();
-	if (auth_cache_get(x->sh->auth_cache, AUTH_JWT, cfg->generation, token.p, token.len, now,
-			   &x->who))
-		return PASSED;
 	const struct rw_jwt_issuer *is = auth_find_issuer(&cfg->jwt_issuers, token.p, token.len);
 	if (!is) {
 		*bearer_error = "unknown issuer";
@@ -219,39 +243,132 @@ static enum outcome by_jwt(struct exchange *x, struct slice token, const char **
 	return PASSED;
 }
 
+static enum outcome by_jwt(struct exchange *x, struct slice token, const char **bearer_error)
+{
+	const struct rw_config *cfg = x->snap->cfg;
+	int64_t now = now_seconds();
+	bool hit = auth_cache_get(x->sh->auth_cache, AUTH_JWT, cfg->generation, token.p, token.len,
+				  now, &x->who);
+	count_lookup(x, AUTH_JWT, hit);
+	if (hit) {
+		count(x, AUTH_JWT, true);
+		return PASSED;
+	}
+	enum outcome o = verify_jwt(x, token, now, bearer_error);
+	count(x, AUTH_JWT, o == PASSED);
+	return o;
+}
+
+/* A password check on the offload thread for an exchange waiting in its authenticate stage. */
+struct basic_check {
+	struct offload_job job;          /* first */
+	struct exchange *x;              /* NULL once the exchange ended without the result */
+	const struct rw_consumer *c;     /* the user's; NULL: unknown user (checked for the time) */
+	struct password_hash hash;       /* a copy: the thread does not touch the snapshot */
+	uint8_t digest[AUTH_DIGEST_LEN]; /* the cache key */
+	bool ok;
+	uint32_t len;
+	char password[BASIC_MAX];
+};
+
+/* Checked against for an unknown user, so that it takes as long as a known one. */
+static struct password_hash unknown_user_hash = { .iterations = PASSWORD_ITERATIONS,
+						  .salt_len = 16 };
+
+static void basic_check_work(struct offload_job *job)
+{
+	struct basic_check *b = (struct basic_check *)job;
+	b->ok = password_verify(&b->hash, b->password, b->len) && b->c;
+	memset(b->password, 0, sizeof b->password);
+}
+
+static enum stage_result after_basic(struct exchange *x, bool presented, const char *bearer_error);
+
+static void basic_check_done(struct offload_job *job)
+{
+	struct basic_check *b = (struct basic_check *)job;
+	struct exchange *x = b->x;
+	if (!x) { /* the exchange went while the thread worked */
+		free(b);
+		return;
+	}
+	x->stage_state = NULL;
+	if (job->aborted) {
+		free(b);
+		exchange_refuse(x, RW_AUTH_BUSY, NULL, true);
+		return;
+	}
+	count(x, AUTH_BASIC, b->ok);
+	if (b->ok)
+		identity_of(&x->who, AUTH_BASIC, b->c);
+	else
+		fail_identity(&x->who);
+	auth_cache_put(x->sh->auth_cache, AUTH_BASIC, x->snap->cfg->generation, b->digest,
+		       sizeof b->digest, now_seconds() + BASIC_CACHE_SECONDS, &x->who);
+	if (!b->ok)
+		log_refusal(x, "basic: %s", b->c ? "wrong password" : "unknown user");
+	free(b);
+	if (x->who.method || after_basic(x, true, NULL) == STAGE_CONTINUE)
+		exchange_resume(x);
+}
+
+/* The Basic credentials (base64 of user:password): PASSED or FAILED from the cache; otherwise
+ * the password is checked on the offload thread and the stage waits (WAITING), or the check
+ * cannot be queued (BUSY). */
 static enum outcome by_basic(struct exchange *x, struct slice b64)
 {
 	const struct rw_config *cfg = x->snap->cfg;
-	char text[512];
-	word32 n = sizeof text - 1;
-	if (b64.len >= sizeof text * 4 / 3 ||
+	char text[BASIC_MAX + AUTH_NAME_MAX];
+	word32 n = sizeof text;
+	if (b64.len > (sizeof text / 3) * 4 ||
 	    Base64_Decode((const byte *)b64.p, (word32)b64.len, (byte *)text, &n) != 0) {
-		log_refusal(x, "basic: credentials are not base64 of at most %zu bytes",
-			    sizeof text - 1);
+		log_refusal(x, "basic: credentials are not base64 of at most %zu bytes", sizeof text);
 		return FAILED;
 	}
 	uint8_t digest[AUTH_DIGEST_LEN];
 	if (wc_Sha256Hash((const byte *)text, n, digest) != 0)
 		return FAILED;
-	int64_t now = now_seconds();
-	if (auth_cache_get(x->sh->auth_cache, AUTH_BASIC, cfg->generation, digest, sizeof digest,
-			   now, &x->who))
+	bool hit = auth_cache_get(x->sh->auth_cache, AUTH_BASIC, cfg->generation, digest,
+				  sizeof digest, now_seconds(), &x->who);
+	count_lookup(x, AUTH_BASIC, hit);
+	if (hit) {
+		count(x, AUTH_BASIC, x->who.method != 0);
 		return x->who.method ? PASSED : FAILED;
-	const char *colon = memchr(text, ':', n);
-	const struct rw_consumer *c = colon ? auth_find_user(&cfg->consumers, text,
-							     (size_t)(colon - text)) : NULL;
-	bool ok = c && password_verify(&c->basic_password, colon + 1, n - (size_t)(colon + 1 - text));
-	memset(text, 0, sizeof text);
-	if (ok) {
-		identity_of(&x->who, AUTH_BASIC, c);
-	} else {
-		x->who.method = 0; /* a failure, cached as one */
-		x->who.name[0] = x->who.groups[0] = x->who.scope[0] = '\0';
-		log_refusal(x, "basic: %s", c ? "wrong password" : "unknown user");
 	}
-	auth_cache_put(x->sh->auth_cache, AUTH_BASIC, cfg->generation, digest, sizeof digest,
-		       now + BASIC_CACHE_SECONDS, &x->who);
-	return ok ? PASSED : FAILED;
+	const char *colon = memchr(text, ':', n);
+	size_t pw_len = colon ? n - (size_t)(colon + 1 - text) : 0;
+	if (!colon || pw_len > BASIC_MAX) {
+		log_refusal(x, "basic: no user:password of at most %u bytes", BASIC_MAX);
+		return FAILED;
+	}
+	struct basic_check *b = malloc(sizeof *b);
+	if (!b)
+		return BUSY;
+	b->job = (struct offload_job){ .work = basic_check_work, .done = basic_check_done,
+				       .inbox = &x->sh->inbox };
+	b->x = x;
+	b->c = auth_find_user(&cfg->consumers, text, (size_t)(colon - text));
+	b->hash = b->c ? b->c->basic_password : unknown_user_hash;
+	memcpy(b->digest, digest, sizeof digest);
+	b->len = (uint32_t)pw_len;
+	memcpy(b->password, colon + 1, pw_len);
+	memset(text, 0, sizeof text);
+	if (!offload_submit(x->sh->offload, &b->job)) {
+		memset(b->password, 0, sizeof b->password);
+		free(b);
+		log_refusal(x, "basic: too many password checks waiting");
+		return BUSY;
+	}
+	x->stage_state = b;
+	return WAITING;
+}
+
+void auth_cancel(struct exchange *x, const struct stage *st)
+{
+	struct basic_check *b = x->stage_state;
+	if (b)
+		b->x = NULL; /* its done callback frees it */
+	x->stage_state = NULL;
 }
 
 static enum outcome by_certificate(struct exchange *x)
@@ -260,6 +377,7 @@ static enum outcome by_certificate(struct exchange *x)
 	if (!cn)
 		return MISSING;
 	const struct rw_consumer *c = auth_find_consumer(&x->snap->cfg->consumers, cn, strlen(cn));
+	count(x, AUTH_MTLS, c != NULL);
 	if (!c) {
 		log_refusal(x, "mtls: certificate CN '%.64s' is not a consumer", cn);
 		return FAILED;
@@ -291,6 +409,22 @@ static void refuse_unauthenticated(struct exchange *x, enum rw_reason r, uint32_
 	exchange_refuse(x, r, lines[0] ? lines : NULL, false);
 }
 
+/* The methods after basic (a client certificate), then the refusal: the stage's result.
+ * presented: a credential was presented and refused. */
+static enum stage_result after_basic(struct exchange *x, bool presented, const char *bearer_error)
+{
+	const struct rw_route_auth *a = &x->route->auth;
+	enum outcome o;
+	if ((a->methods & AUTH_MTLS) && (o = by_certificate(x)) != MISSING) {
+		if (o == PASSED)
+			return STAGE_CONTINUE;
+		presented = true;
+	}
+	refuse_unauthenticated(x, presented ? RW_AUTH_FAILED : RW_AUTH_MISSING, a->methods,
+			       bearer_error);
+	return STAGE_ANSWERED;
+}
+
 enum stage_result auth_authenticate(struct exchange *x, const struct stage *st)
 {
 	const struct rw_route_auth *a = &x->route->auth;
@@ -312,19 +446,20 @@ enum stage_result auth_authenticate(struct exchange *x, const struct stage *st)
 			presented = true;
 		}
 		if ((a->methods & AUTH_BASIC) && basic.len) {
-			if (by_basic(x, basic) == PASSED)
+			switch (by_basic(x, basic)) {
+			case PASSED:
 				return STAGE_CONTINUE;
-			presented = true;
+			case WAITING:
+				return STAGE_WAIT;
+			case BUSY:
+				exchange_refuse(x, RW_AUTH_BUSY, "Retry-After: 1\r\n", false);
+				return STAGE_ANSWERED;
+			default:
+				presented = true;
+			}
 		}
 	}
-	if ((a->methods & AUTH_MTLS) && (o = by_certificate(x)) != MISSING) {
-		if (o == PASSED)
-			return STAGE_CONTINUE;
-		presented = true;
-	}
-	refuse_unauthenticated(x, presented ? RW_AUTH_FAILED : RW_AUTH_MISSING, a->methods,
-			       bearer_error);
-	return STAGE_ANSWERED;
+	return after_basic(x, presented, bearer_error);
 }
 
 /* Whether one of the identity's groups is one of groups[0..n). */

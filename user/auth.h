@@ -144,9 +144,12 @@ struct slice auth_query_param(struct slice query, const char *name);
 
 /* The stages (stage.h). authenticate: the route's methods in order (API key, JWT, Basic, client
  * certificate); the first credential that is valid names the request's identity, none presented
- * is a 401 auth_missing, none valid a 401 auth_failed (with WWW-Authenticate). acl: the identity's
- * groups pass deny_groups and allow_groups, or 403. scopes: every scope of the route is in the
- * identity's, or 403 insufficient_scope. */
+ * is a 401 auth_missing, none valid a 401 auth_failed (with WWW-Authenticate). It waits while a
+ * Basic password is checked off the worker (auth_cancel forgets the exchange), and answers 503
+ * auth_busy when too many checks wait. acl: the identity's groups pass deny_groups and
+ * allow_groups, or 403. scopes: every scope of the route is in the identity's, or 403
+ * insufficient_scope. */
 stage_fn auth_authenticate, auth_acl, auth_scopes;
+stage_cancel_fn auth_cancel;
 
 #endif

@@ -32,6 +32,7 @@ struct exchange {
 	const struct rw_route *route;
 	uint32_t next_stage;      /* index in route->stages of the stage to run next */
 	const struct stage *waiting; /* the stage whose async result the exchange waits for */
+	void *stage_state;        /* what that stage left with the exchange (its pending job) */
 	uint32_t head_buf;        /* the buffer that req's slices point into; UINT32_MAX once released */
 	enum rw_reason reason;
 	uint8_t method_id;

@@ -278,6 +278,7 @@ struct scrape {
 	struct worker_row *workers;
 	unsigned nworkers;
 	uint64_t refusals[RW_REASON_COUNT];
+	uint64_t auth[METRICS_AUTH_METHODS][2], auth_cache[METRICS_AUTH_METHODS][2];
 	bool has_xdp;
 	struct rw_xdp_metrics xdp;
 	uint64_t now_ms;
@@ -411,6 +412,11 @@ static int scrape(struct metrics *m, const struct rw_config *cfg, struct scrape 
 			row->cq_overflows = __atomic_load_n(overflow, __ATOMIC_RELAXED);
 		for (unsigned r = 0; r < RW_REASON_COUNT; r++)
 			s->refusals[r] += rd(&ws->refusals[r]);
+		for (unsigned a = 0; a < METRICS_AUTH_METHODS; a++)
+			for (unsigned k = 0; k < 2; k++) {
+				s->auth[a][k] += rd(&ws->auth[a][k]);
+				s->auth_cache[a][k] += rd(&ws->auth_cache[a][k]);
+			}
 	}
 	s->now_ms = monotonic_ms();
 	return 0;
@@ -704,6 +710,30 @@ static void format_workers(struct writer *w, const struct scrape *s)
 	}
 }
 
+static void format_auth(struct writer *w, const struct scrape *s)
+{
+	static const char *const results[2] = { "ok", "failed" }, *const lookups[2] = { "hit", "miss" };
+	struct label l[2];
+	family(w, "ringway_auth_total", "counter",
+	       "Credentials checked by the routes' authentication, by method: valid (ok) or not.");
+	for (unsigned m = 0; m < METRICS_AUTH_METHODS; m++) {
+		l[0] = (struct label){ "method", auth_method_name(1u << m) };
+		for (unsigned k = 0; k < 2; k++) {
+			l[1] = (struct label){ "result", results[k] };
+			sample_u64(w, "ringway_auth_total", l, 2, s->auth[m][k]);
+		}
+	}
+	family(w, "ringway_auth_cache_total", "counter",
+	       "Lookups of verified JWTs and Basic credentials in the workers' caches.");
+	for (unsigned m = 1; m <= 2; m++) { /* jwt, basic */
+		l[0] = (struct label){ "method", auth_method_name(1u << m) };
+		for (unsigned k = 0; k < 2; k++) {
+			l[1] = (struct label){ "result", lookups[k] };
+			sample_u64(w, "ringway_auth_cache_total", l, 2, s->auth_cache[m][k]);
+		}
+	}
+}
+
 static void format_xdp(struct writer *w, const struct scrape *s)
 {
 	const struct rw_xdp_metrics *x = &s->xdp;
@@ -744,6 +774,7 @@ static void format_exposition(struct writer *w, const struct scrape *s)
 	format_routes(w, s);
 	format_upstreams(w, s);
 	format_workers(w, s);
+	format_auth(w, s);
 	if (s->has_xdp)
 		format_xdp(w, s);
 }

@@ -20,6 +20,7 @@
 #define METRICS_TLS_COUNTS 3 /* enum tls_count (tls.h) */
 #define METRICS_BUF_GROUPS 2     /* buffer rings: client (0) and upstream (1), as in buf.h */
 #define METRICS_UNTIMED UINT64_MAX /* a duration that is not known */
+#define METRICS_AUTH_METHODS 4   /* api_key, jwt, basic, mtls: the bit number of AUTH_* (auth.h) */
 
 /* c += n, by the one thread that writes c (a plain load and store, no lock prefix). */
 static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
@@ -69,6 +70,8 @@ struct worker_stats {
 	_Atomic uint64_t recv_starved[METRICS_BUF_GROUPS]; /* multishot recvs ended by -ENOBUFS */
 	_Atomic uint64_t tls[METRICS_TLS_COUNTS];           /* handshakes: full, resumed, failed */
 	_Atomic uint64_t refusals[RW_REASON_COUNT]; /* requests answered or failed with a reason */
+	_Atomic uint64_t auth[METRICS_AUTH_METHODS][2];       /* credentials checked: valid, not */
+	_Atomic uint64_t auth_cache[METRICS_AUTH_METHODS][2]; /* auth_cache lookups: hit, miss */
 	_Atomic(const unsigned *) cq_overflow; /* the ring's kernel overflow counter; NULL: no ring */
 } __attribute__((aligned(METRICS_LINE)));
 

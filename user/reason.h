@@ -39,6 +39,7 @@ struct writer;
 	X(AUTH_MISSING, 401, "auth_missing", "credentials required")                               \
 	X(AUTH_FAILED, 401, "auth_failed", "invalid credentials")                                  \
 	X(ACL_DENIED, 403, "acl_denied", "not allowed to call this route")                         \
+	X(AUTH_BUSY, 503, "auth_busy", "too many credential checks waiting: retry later")           \
 	X(INSUFFICIENT_SCOPE, 403, "insufficient_scope", "the token lacks a scope this route needs") \
 	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \

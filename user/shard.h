@@ -15,6 +15,7 @@
 #include "access_log.h"
 #include "log.h"
 #include "loop.h"
+#include "offload.h"
 #include "upstream.h"
 
 struct client;
@@ -57,6 +58,8 @@ struct shard {
 	struct auth_cache *auth_cache;   /* verified credentials (auth_cache.h) */
 	struct identity_minter *minter;  /* identity tokens (identity.h) */
 	int64_t auth_logged_at;          /* when auth last logged a refusal (seconds) */
+	struct offload_pool *offload;    /* the process's thread for slow work (offload.h) */
+	struct offload_inbox inbox;      /* its results for this worker */
 	struct http_request req;     /* scratch for the head being parsed */
 	struct http_response resp;
 } RING_ALIGNED;

@@ -28,7 +28,8 @@ int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 	rt->stages[n++] = (struct stage){ .name = "body_limit", .run = body_limit,
 					  .arg = cfg->limits.max_body_bytes };
 	if (rt->auth.methods)
-		rt->stages[n++] = (struct stage){ .name = "authenticate", .run = auth_authenticate };
+		rt->stages[n++] = (struct stage){ .name = "authenticate", .run = auth_authenticate,
+						  .cancel = auth_cancel };
 	if (rt->auth.nallow || rt->auth.ndeny)
 		rt->stages[n++] = (struct stage){ .name = "acl", .run = auth_acl };
 	if (rt->auth.nscopes)

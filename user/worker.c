@@ -232,8 +232,8 @@ static void on_wake(struct loop_task *t, struct io_uring_cqe *cqe)
 	struct worker *w = container_of(t, struct worker, wake_task);
 	take_handover(w, true);
 	take_log(w);
-	if (!atomic_load(&w->stop_requested))
-		arm_wake(w);
+	offload_drain(&w->shard.inbox);
+	arm_wake(w); /* also while draining: offloaded results still arrive */
 }
 
 static void arm_wake(struct worker *w)
@@ -269,6 +269,7 @@ static int worker_setup(struct worker *w)
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
 		return -1;
+	w->shard.inbox.wake_fd = w->wake_fd;
 	take_handover(w, false);
 	return w->shard.snap ? 0 : -1;
 }
@@ -376,6 +377,7 @@ static void worker_destroy(struct worker *w)
 		w->shard.free_exchanges = x->next_free;
 		free(x);
 	}
+	offload_drain(&w->shard.inbox); /* jobs whose exchange is gone: freed */
 	auth_cache_free(w->shard.auth_cache);
 	identity_minter_free(w->shard.minter);
 	access_log_close(&w->shard.alog); /* what is left, written before the ring goes */
@@ -406,8 +408,11 @@ static unsigned available_cpus(int *cpus, unsigned max)
 
 static void join_all(struct worker_set *ws)
 {
-	for (unsigned i = 0; i < ws->n; i++) {
+	for (unsigned i = 0; i < ws->n; i++)
 		pthread_join(ws->workers[i].thread, NULL);
+	offload_stop(ws->offload); /* its last deliveries land in the inboxes destroyed below */
+	ws->offload = NULL;
+	for (unsigned i = 0; i < ws->n; i++) {
 		atomic_store(&ws->workers[i].shard.stats->cq_overflow, NULL); /* the ring goes */
 		worker_destroy(&ws->workers[i]);
 	}
@@ -574,6 +579,8 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		log_error("out of memory starting the workers");
 		goto fail;
 	}
+	if (!(ws->offload = offload_start()))
+		goto fail;
 	if (!cfg->generation)
 		cfg->generation = 1;
 	ws->max_header_bytes = cfg->limits.max_header_bytes;
@@ -601,6 +608,7 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		w->mailbox = handovers[i]; /* the first snapshot comes like every later one */
 		w->log_mailbox = log_fds[i];
 		w->wake_fd = -1;
+		w->shard.offload = ws->offload;
 		w->gate = &ws->gate;
 		if (ok && pthread_create(&w->thread, NULL, worker_main, w)) {
 			log_error("cannot start worker %u", i);
@@ -630,6 +638,8 @@ int workers_start(struct worker_set *ws, struct rw_config *cfg)
 		 ws->workers[0].cpu >= 0 ? "pinned one per core" : "not pinned");
 	return 0;
 fail:
+	offload_stop(ws->offload);
+	ws->offload = NULL;
 	free(ws->workers);
 	ws->workers = NULL;
 	metrics_free(ws->metrics);

@@ -62,6 +62,7 @@ struct worker_set {
 	struct open_address *open;   /* the addresses listened on */
 	uint32_t nopen;
 	struct metrics *metrics;     /* the workers' counters; bound to every snapshot they are given */
+	struct offload_pool *offload; /* the thread the workers hand slow work to (offload.h) */
 	uint32_t max_header_bytes;   /* the heap buffers' size was chosen for it at start */
 };
 

@@ -1,7 +1,8 @@
 /* fuzz_jwt.c — libFuzzer harness of user/jwt.c. An input starting with '{' is loaded as a JWKS;
  * any other is verified as a token against a key set with a key of every kind (oct, RSA, EC P-256
  * and P-384, Ed25519: tests/unit/jwt_vectors.h), at the vectors' time, with every algorithm
- * allowed. Checked invariants, abort() on violation: the result is one of the enum's; `why` is
+ * allowed, and its issuer peeked at (jwt_peek_issuer). Checked invariants, abort() on violation:
+ * a peeked issuer is NUL-terminated within its buffer; the result is one of the enum's; `why` is
  * empty exactly when the token is accepted; an accepted token's algorithm fits the key its kid
  * names, and its claims are NUL-terminated within their fields; a key set that loads has keys and
  * its load error is empty, one that does not has a message. */
@@ -43,6 +44,10 @@ static void fuzz_token(const char *token, size_t len)
 	struct jwt_claims c;
 	char why[160];
 	memset(why, 'x', sizeof why);
+	char iss[64];
+	memset(iss, 'x', sizeof iss);
+	if (jwt_peek_issuer(token, len, iss, sizeof iss)) /* a string iss that fits: terminated */
+		check(terminated(iss, sizeof iss));
 	enum jwt_result r = jwt_verify(keys, token, len, &policy, JV_NOW, &c, why, sizeof why);
 	check(r >= JWT_OK && r <= JWT_BAD_AUDIENCE);
 	check(terminated(why, sizeof why) && (r == JWT_OK) == (why[0] == '\0'));
