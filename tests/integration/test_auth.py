@@ -14,9 +14,12 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -204,6 +207,7 @@ STRICT = "https://strict.example.test"   # algorithms [RS256], leeway 0, client_
 BASIC_PASSWORD = "correct horse:battery-\u00fc"  # a ':' and UTF-8 in the password
 BANNED_PASSWORD = "mallory-pw"
 API_KEY = "key-partner-a"
+SLOW_PASSWORD = "slow-pw"  # 200,000 PBKDF2 iterations: a check that takes a while
 
 
 def b64u(data):
@@ -224,6 +228,9 @@ def pbkdf2_hash(password, iterations=1000, salt=None):
     dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     return (f"pbkdf2-sha256:{iterations}:{base64.b64encode(salt).decode()}:"
             f"{base64.b64encode(dk).decode()}")
+
+
+SLOW_HASH = pbkdf2_hash(SLOW_PASSWORD, 200_000)
 
 
 def basic(user, password):
@@ -327,6 +334,8 @@ def jwt_config(port, secure_port, admin_port, up, idp, pki):
         "  - name: mallory\n    groups: [banned]\n"
         f"    basic: {{ user: mallory, password_hash: \"{pbkdf2_hash(BANNED_PASSWORD)}\" }}\n"
         "  - name: client-1\n    groups: [machines]\n"
+        "  - name: slowpoke\n"
+        f"    basic: {{ user: slowpoke, password_hash: \"{SLOW_HASH}\" }}\n"
         "jwt_issuers:\n"
         f"  - issuer: {ISS}\n    jwks_file: {idp.jwks_a_path}\n    audiences: [api, api2]\n"
         "    groups_claim: groups\n    leeway: 30s\n"
@@ -677,6 +686,79 @@ def test_basic_refused(jgw, authorization):
     r = assert_error(call(jgw.port, "/basic/no", {"Authorization": authorization}), 401,
                      "auth_failed")
     assert challenges(r) == ['Basic realm="ringway", charset="UTF-8"']
+
+
+def test_basic_checks_answer_each_request_under_concurrency(jgw):
+    """Password checks run off the worker: many at once, slow and fast, right and wrong, each
+    request gets its own answer."""
+    cases = [("billing-svc", BASIC_PASSWORD, "billing"), ("billing-svc", "wrong", None),
+             ("mallory", BANNED_PASSWORD, "mallory"), ("slowpoke", SLOW_PASSWORD, "slowpoke"),
+             ("slowpoke", "wrong", None), ("nobody", "x", None)] * 4
+
+    def one(i):
+        user, pw, want = cases[i]
+        r, body, seen = call(jgw.port, f"/basic/conc{i}", {"Authorization": basic(user, pw)})
+        return i, r.status, (consumer_of(seen) if seen else None), body
+
+    with ThreadPoolExecutor(len(cases)) as pool:
+        results = list(pool.map(one, range(len(cases))))
+    for i, status, consumer, body in results:
+        want = cases[i][2]
+        assert (status, consumer) == ((200, want) if want else (401, None)), (cases[i], body)
+
+
+class _Unclosable:
+    """One buffered reader shared by successive http.client responses of a connection."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def close(self):
+        pass
+
+
+def test_basic_pipelined_answers_keep_their_order(jgw):
+    """Pipelined requests whose passwords are checked off the worker are answered in order."""
+    reqs = [("slowpoke", SLOW_PASSWORD), ("billing-svc", "wrong"), ("billing-svc", BASIC_PASSWORD),
+            ("slowpoke", "wrong"), ("mallory", BANNED_PASSWORD)]
+    data = b"".join(
+        f"GET /basic/pipe{i} HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(u, p)}\r\n\r\n".encode()
+        for i, (u, p) in enumerate(reqs))
+    with socket.create_connection(("127.0.0.1", jgw.port), timeout=15) as sock:
+        sock.sendall(data)
+        f = _Unclosable(sock.makefile("rb"))
+
+        class _Sock:
+            def makefile(self, *a, **k):
+                return f
+        got = []
+        for _ in reqs:
+            r = http.client.HTTPResponse(_Sock())
+            r.begin()
+            body = r.read()
+            got.append((r.status, json.loads(body)["path"] if r.status == 200 else None))
+    assert got == [(200, "/basic/pipe0"), (401, None), (200, "/basic/pipe2"), (401, None),
+                   (200, "/basic/pipe4")], got
+
+
+def test_basic_client_gone_during_the_check(jgw):
+    """A client that leaves while its password is being checked harms nothing."""
+    req = (f"GET /basic/gone HTTP/1.1\r\nHost: x\r\n"
+           f"Authorization: {basic('slowpoke', SLOW_PASSWORD)}\r\n\r\n").encode()
+    for i in range(6):
+        sock = socket.create_connection(("127.0.0.1", jgw.port), timeout=5)
+        sock.sendall(req)
+        if i % 2:  # reset, else a plain close
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    time.sleep(0.5)
+    seen = ok(call(jgw.port, "/basic/after-gone", {"Authorization": basic("slowpoke",
+                                                                          SLOW_PASSWORD)}))
+    assert consumer_of(seen) == "slowpoke"
+    assert jgw.proc.poll() is None
 
 
 def test_hash_password_command(tmp_path):
