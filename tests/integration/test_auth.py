@@ -101,6 +101,7 @@ def upstream_headers(gw, path, headers):
 
 
 def test_forged_identity_headers_are_dropped(auth_gateway):
+    """A client's own X-Consumer-* and X-Access-Token never reach an upstream; look-alikes do."""
     seen = upstream_headers(auth_gateway, "/open/x", {
         "X-Consumer-Id": "admin", "x-consumer-groups": "root", "X-CONSUMER-NAME": "admin",
         "X-Access-Token": "forged", "X-Consumer": "kept", "X-Access-Tokens": "kept",
@@ -114,6 +115,7 @@ def test_forged_identity_headers_are_dropped(auth_gateway):
 
 
 def test_forged_identity_headers_are_dropped_on_an_auth_route(auth_gateway):
+    """On an API-key route the upstream sees the gateway's identity headers, not the client's."""
     seen = upstream_headers(auth_gateway, "/keyed/x", {
         "X-API-Key": "key-mobile", "X-Consumer-Id": "admin", "X-Consumer-Groups": "root",
         "X-Access-Token": "forged"})
@@ -125,6 +127,7 @@ def test_forged_identity_headers_are_dropped_on_an_auth_route(auth_gateway):
 
 
 def test_key_in_header_names_the_consumer_and_is_hidden(auth_gateway):
+    """A key in X-API-Key names its consumer and groups and is not forwarded; the log names it."""
     seen = upstream_headers(auth_gateway, "/keyed/logged", {"x-api-key": "key-partner"})
     assert ("x-consumer-id", "partner") in seen
     assert ("x-consumer-name", "partner") in seen
@@ -134,6 +137,7 @@ def test_key_in_header_names_the_consumer_and_is_hidden(auth_gateway):
 
 
 def test_key_in_query_parameter_when_configured(auth_gateway):
+    """With api_key.query the key may come in the query string, which loses it upstream."""
     echo = upstream_echo(auth_gateway, "/query/x?a=1&api_key=key-mobile&b=2", {})
     assert echo["query"] == "a=1&b=2"
     assert ("x-consumer-id", "mobile-app") in echo["headers"]
@@ -157,6 +161,7 @@ def assert_refused(r, body, status, reason):
 
 
 def test_missing_key_is_401_with_a_challenge(auth_gateway):
+    """No key: 401 auth_missing with an ApiKey challenge, logged without a consumer."""
     r, body = request(auth_gateway, "/keyed/refused")
     assert_refused(r, body, 401, "auth_missing")
     assert json.loads(body)["error"]["message"] == "credentials required"
@@ -165,11 +170,13 @@ def test_missing_key_is_401_with_a_challenge(auth_gateway):
 
 
 def test_wrong_key_is_401(auth_gateway):
+    """An unknown key: 401 auth_failed."""
     r, body = request(auth_gateway, "/keyed/x", {"X-API-Key": "key-unknown"})
     assert_refused(r, body, 401, "auth_failed")
 
 
 def test_acl_allow_and_deny_groups(auth_gateway):
+    """allow_groups lets only its groups in, deny_groups keeps its groups out (403)."""
     assert upstream_headers(auth_gateway, "/partners/x", {"X-API-Key": "key-partner"})
     r, body = request(auth_gateway, "/partners/x", {"X-API-Key": "key-mobile"})
     assert_refused(r, body, 403, "acl_denied")
@@ -179,12 +186,14 @@ def test_acl_allow_and_deny_groups(auth_gateway):
 
 
 def test_hide_credentials_false_keeps_the_key(auth_gateway):
+    """hide_credentials: false forwards the key along with the identity headers."""
     seen = upstream_headers(auth_gateway, "/shown/x", {"X-API-Key": "key-mobile"})
     assert ("x-api-key", "key-mobile") in seen
     assert ("x-consumer-id", "mobile-app") in seen
 
 
 def test_frontend_defaults_apply_to_its_routes(auth_gateway):
+    """A frontend's auth and groups are the defaults of its routes."""
     port = auth_gateway.internal_port
     r, body = request(auth_gateway, "/x", port=port)
     assert_refused(r, body, 401, "auth_missing")
@@ -195,6 +204,7 @@ def test_frontend_defaults_apply_to_its_routes(auth_gateway):
 
 
 def test_route_without_auth_needs_nothing(auth_gateway):
+    """A route without auth passes everything through and names no consumer."""
     seen = upstream_headers(auth_gateway, "/open/x", {"X-API-Key": "anything"})
     assert ("x-api-key", "anything") in seen
     assert "x-consumer-id" not in [k for k, _ in seen]
@@ -324,7 +334,8 @@ def jwt_config(port, secure_port, admin_port, up, idp, pki):
             ("partners", "orders", "jwt, basic", "        allow_groups: [partners]\n"),
             ("nobanned", "orders", "jwt, basic", "        deny_groups: [banned]\n"),
         ))
-    routes += "      - name: open\n        match: { path_prefix: /open }\n        upstream: orders\n"
+    routes += ("      - name: open\n        match: { path_prefix: /open }\n"
+               "        upstream: orders\n")
     extra = (
         "consumers:\n"
         "  - name: partner-a\n    groups: [partners]\n"
@@ -1280,8 +1291,8 @@ def test_check_unknown_auth_method(tmp_path, idp):
          "too_many_iterations"])
 def test_check_bad_password_hash(tmp_path, value):
     """A password_hash that is not pbkdf2-sha256:ITER:SALT:HASH within limits is an error there."""
-    text = check_config("[basic]", extra=("consumers:\n  - name: a\n"
-                                          f"    basic: {{ user: a, password_hash: \"{value}\" }}\n"))
+    consumer = f"consumers:\n  - name: a\n    basic: {{ user: a, password_hash: \"{value}\" }}\n"
+    text = check_config("[basic]", extra=consumer)
     assert_check_error(tmp_path, text, [f'"{value}"'], ["password_hash"])
 
 
