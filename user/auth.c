@@ -216,15 +216,17 @@ static enum outcome verify_jwt(struct exchange *x, struct slice token, int64_t n
 			       const char **bearer_error)
 {
 	const struct rw_config *cfg = x->snap->cfg;
-	const struct rw_jwt_issuer *is = auth_find_issuer(&cfg->jwt_issuers, token.p, token.len);
+	enum jwt_result r;
+	const struct rw_jwt_issuer *is = auth_find_issuer(&cfg->jwt_issuers, token.p, token.len, &r);
 	if (!is) {
-		*bearer_error = "unknown issuer";
-		log_refusal(x, "jwt: no issuer of jwt_issuers made this token");
+		*bearer_error = jwt_result_name(r);
+		log_refusal(x, "jwt: %s", r == JWT_MALFORMED ? "malformed: no payload with an iss" :
+			    "no issuer of jwt_issuers made this token");
 		return FAILED;
 	}
 	struct jwt_claims cl;
 	char why[160];
-	enum jwt_result r = jwt_verify(is->keys, token.p, token.len, &is->policy, now, &cl, why,
+	r = jwt_verify(is->keys, token.p, token.len, &is->policy, now, &cl, why,
 				       sizeof why);
 	if (r != JWT_OK) {
 		*bearer_error = jwt_result_name(r);

@@ -71,7 +71,7 @@ struct rw_jwt_issuers {
 #define AUTH_MTLS    8u
 
 #define AUTH_NAME_MAX   JWT_CONSUMER_MAX
-#define AUTH_GROUPS_MAX 2048u /* the groups, comma-separated, with the NUL */
+#define AUTH_GROUPS_MAX 4096u /* the groups, comma-separated, with the NUL */
 
 /* Who a request is from, once a stage authenticated it. Every string is NUL-terminated, of
  * visible ASCII (it goes into headers): groups without commas or spaces, joined by commas. */
@@ -135,9 +135,10 @@ const struct rw_consumer *auth_find_consumer(const struct rw_consumers *cs, cons
 /* The consumer whose Basic user is user, or NULL. */
 const struct rw_consumer *auth_find_user(const struct rw_consumers *cs, const char *user,
 					 size_t len);
-/* The issuer of jwt_issuers whose iss the token has (the only one when there is one), or NULL. */
+/* The issuer of jwt_issuers whose iss the token has (the only one when there is one), or NULL
+ * with why: JWT_MALFORMED (no payload to read iss from), JWT_BAD_ISSUER (none of them). */
 const struct rw_jwt_issuer *auth_find_issuer(const struct rw_jwt_issuers *is, const char *token,
-					     size_t len);
+					     size_t len, enum jwt_result *why);
 
 /* The value of the query parameter name (as written: not percent-decoded), or an empty slice. */
 struct slice auth_query_param(struct slice query, const char *name);

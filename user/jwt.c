@@ -918,25 +918,25 @@ enum jwt_result jwt_verify(const struct jwks *set, const char *token, size_t len
 	return r;
 }
 
-bool jwt_peek_issuer(const char *token, size_t len, char *out, size_t cap)
+enum jwt_result jwt_peek_issuer(const char *token, size_t len, char *out, size_t cap)
 {
 	if (len > JWT_MAX_TOKEN)
-		return false;
+		return JWT_MALFORMED;
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (!dot2)
-		return false;
+		return JWT_MALFORMED;
 	unsigned char text[DECODED_MAX];
 	size_t n;
 	char what[160];
 	if (!b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), text, sizeof text, &n))
-		return false;
+		return JWT_MALFORMED;
 	json_t *claims = parse_object(text, n, what, sizeof what);
 	if (!claims)
-		return false;
-	bool ok = copy_string(claims, "iss", out, cap) == 0;
+		return JWT_MALFORMED;
+	enum jwt_result r = copy_string(claims, "iss", out, cap) == 0 ? JWT_OK : JWT_BAD_ISSUER;
 	json_decref(claims);
-	return ok;
+	return r;
 }
 
 /* ---- minting ---------------------------------------------------------------------------------- */

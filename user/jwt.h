@@ -17,7 +17,7 @@
 #define JWT_MAX_DEPTH     8u    /* JSON nesting in a token's header and payload */
 #define JWT_KID_MAX       64u   /* with the NUL */
 #define JWT_CONSUMER_MAX  128u
-#define JWT_GROUPS_MAX    16u
+#define JWT_GROUPS_MAX    64u
 #define JWT_GROUP_MAX     64u
 #define JWT_SCOPE_MAX     512u
 
@@ -99,9 +99,10 @@ enum jwt_result jwt_verify(const struct jwks *set, const char *token, size_t len
                            char *why, size_t whylen);
 
 /* The token's iss claim into out (NUL-terminated), read without verifying anything, to choose
- * the key set and policy to verify it with: false when the payload is malformed or has no string
- * iss shorter than cap. */
-bool jwt_peek_issuer(const char *token, size_t len, char *out, size_t cap);
+ * the key set and policy to verify it with: JWT_OK; JWT_MALFORMED when the token is not parts of
+ * base64url with a JSON object as payload; JWT_BAD_ISSUER when it has no string iss shorter than
+ * cap. */
+enum jwt_result jwt_peek_issuer(const char *token, size_t len, char *out, size_t cap);
 
 /* ---- minting ---------------------------------------------------------------------------------- */
 

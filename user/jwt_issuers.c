@@ -199,16 +199,18 @@ static void issuers_free(struct rw_config *cfg)
 }
 
 const struct rw_jwt_issuer *auth_find_issuer(const struct rw_jwt_issuers *all, const char *token,
-					     size_t len)
+					     size_t len, enum jwt_result *why)
 {
 	if (all->count == 1)
 		return &all->list[0];
 	char iss[512];
-	if (!jwt_peek_issuer(token, len, iss, sizeof iss))
+	*why = jwt_peek_issuer(token, len, iss, sizeof iss);
+	if (*why != JWT_OK)
 		return NULL;
 	for (uint32_t i = 0; i < all->count; i++)
 		if (!strcmp(all->list[i].issuer, iss))
 			return &all->list[i];
+	*why = JWT_BAD_ISSUER;
 	return NULL;
 }
 

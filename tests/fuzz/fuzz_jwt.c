@@ -46,7 +46,9 @@ static void fuzz_token(const char *token, size_t len)
 	memset(why, 'x', sizeof why);
 	char iss[64];
 	memset(iss, 'x', sizeof iss);
-	if (jwt_peek_issuer(token, len, iss, sizeof iss)) /* a string iss that fits: terminated */
+	enum jwt_result peeked = jwt_peek_issuer(token, len, iss, sizeof iss);
+	check(peeked == JWT_OK || peeked == JWT_MALFORMED || peeked == JWT_BAD_ISSUER);
+	if (peeked == JWT_OK) /* a string iss that fits: terminated */
 		check(terminated(iss, sizeof iss));
 	enum jwt_result r = jwt_verify(keys, token, len, &policy, JV_NOW, &c, why, sizeof why);
 	check(r >= JWT_OK && r <= JWT_BAD_AUDIENCE);

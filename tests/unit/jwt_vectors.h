@@ -8,177 +8,177 @@
 #define JV_AUD "ringway"
 
 static const char JV_JWKS[] =
-	"{\"keys\": [{\"kty\": \"oct\", \"k\": \"nHvzMOx_qSPNJMlGDu-dYhQ8Mk_e5a0TkL-i1dbIp2T1miugSv9iwoTc_TuOHVWX6"
-	"oHbDW9YsUoEpNvIOkIqpA\", \"kid\": \"hs\"}, {\"kty\": \"RSA\", \"n\": \"pz7AYtowlWRURPq0Sxj3m19DU7jXd3o3jArXw"
-	"jFUtC-W7PghiNTkmuBLMl6nI10r1tIZmrLSENoeaY5t2LsjqVD8sriS1cd1K7oA9jHM_ZdKnWaxOTmIcha0WnkmqT5tzNqXn"
-	"b3Oud9WXWYJlogKOR1EP3uDKYlJKRwcDVIMjAT_9whV8lF8czKT8hUsL5HcjdNIduY45P0T-h1_NCfq0JQBiOyyt0368ke1f"
-	"ktsdaE6SUKmxLi3VqDPrFp9PIP3uODPEPx_Yc4swEBsHrFucHTWmyWwGoBcrETZkTH8cCj8AcBijKxzEzUmFW2Hp3fSfn72l"
-	"RIEL6bk83YIaehHXw\", \"e\": \"AQAB\", \"kid\": \"rsa\"}, {\"kty\": \"RSA\", \"n\": \"pz7AYtowlWRURPq0Sxj3m19DU7j"
-	"Xd3o3jArXwjFUtC-W7PghiNTkmuBLMl6nI10r1tIZmrLSENoeaY5t2LsjqVD8sriS1cd1K7oA9jHM_ZdKnWaxOTmIcha0Wnk"
-	"mqT5tzNqXnb3Oud9WXWYJlogKOR1EP3uDKYlJKRwcDVIMjAT_9whV8lF8czKT8hUsL5HcjdNIduY45P0T-h1_NCfq0JQBiOy"
-	"yt0368ke1fktsdaE6SUKmxLi3VqDPrFp9PIP3uODPEPx_Yc4swEBsHrFucHTWmyWwGoBcrETZkTH8cCj8AcBijKxzEzUmFW2"
-	"Hp3fSfn72lRIEL6bk83YIaehHXw\", \"e\": \"AQAB\", \"kid\": \"rsa-rs256\", \"alg\": \"RS256\", \"use\": \"sig\"}, {\""
-	"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"Hn38TbqIUUHxNr-pjBz8ljJniNTx1Xrs3wCUFJJIuSQ\", \"y\": \"Cq4XzVKrmx"
-	"71vJsHFETx7xA19fh_ytwrvkhwLBmXkO8\", \"kid\": \"ec256\"}, {\"kty\": \"EC\", \"crv\": \"P-384\", \"x\": \"ioPHN4W"
-	"KAQ2EGuQiHhWJI8QjVmeYLG2-ni9gAPe7fWjdJVoKlsguYDsUp0_yVEXW\", \"y\": \"9cCL6TrO-MJ-w4917BvZS79WpvNx9M"
-	"cTYijkdzA1mEdGl5SRLKi2wA-mCnGSxvPg\", \"kid\": \"ec384\"}, {\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\": \"oHO"
-	"Y0rLjY3P0kXAGricZiBkDHlJlY02-EJjGxQnWkoA\", \"kid\": \"ed\"}, {\"kty\": \"RSA\", \"n\": \"pz7AYtowlWRURPq0Sx"
-	"j3m19DU7jXd3o3jArXwjFUtC-W7PghiNTkmuBLMl6nI10r1tIZmrLSENoeaY5t2LsjqVD8sriS1cd1K7oA9jHM_ZdKnWaxOT"
-	"mIcha0WnkmqT5tzNqXnb3Oud9WXWYJlogKOR1EP3uDKYlJKRwcDVIMjAT_9whV8lF8czKT8hUsL5HcjdNIduY45P0T-h1_NC"
-	"fq0JQBiOyyt0368ke1fktsdaE6SUKmxLi3VqDPrFp9PIP3uODPEPx_Yc4swEBsHrFucHTWmyWwGoBcrETZkTH8cCj8AcBijK"
-	"xzEzUmFW2Hp3fSfn72lRIEL6bk83YIaehHXw\", \"e\": \"AQAB\", \"kid\": \"rsa-enc\", \"use\": \"enc\"}]}";
+	"{\"keys\": [{\"kty\": \"oct\", \"k\": \"RwDka5JdLfaqcNWl5qauFG3zZtM2bAaVgAYKYQXG1akN9mqSwbvNtt61jursKnxOZ"
+	"OrMbh2Kojiqep5jwtuCXg\", \"kid\": \"hs\"}, {\"kty\": \"RSA\", \"n\": \"6K__DUb56R5q-MIDEeiJH6rgL-QRr7x39BZ0N"
+	"XY0CX7-NjYdV-4WkOentG4Fd0rfjK4QXmCji5xszcLw2mLsfhJKRgCCB9KZhHLth78eEMEPNZhLw50Y4tKsXGfAxaCAvHIeH"
+	"F1wGUjqZUmNxbQfv5mFP0PFHMRxA8lymTXu0Y6aZcnEn1_FxZ0DrOFL22qBkRKSss12qk0qU5AMyD2C94u5YR-Dq1kR1I7V0"
+	"b6CYPUdNHnm3vj5r11BiROyWk4DLd_I9wrOwDSR_wJsWivmYBoZNcQSkdsg9Rlzaw-fn56N5h0hYENNxbzRjploVS2c_5AY1"
+	"l0-BIb-j9GUeEsvkQ\", \"e\": \"AQAB\", \"kid\": \"rsa\"}, {\"kty\": \"RSA\", \"n\": \"6K__DUb56R5q-MIDEeiJH6rgL-Q"
+	"Rr7x39BZ0NXY0CX7-NjYdV-4WkOentG4Fd0rfjK4QXmCji5xszcLw2mLsfhJKRgCCB9KZhHLth78eEMEPNZhLw50Y4tKsXGf"
+	"AxaCAvHIeHF1wGUjqZUmNxbQfv5mFP0PFHMRxA8lymTXu0Y6aZcnEn1_FxZ0DrOFL22qBkRKSss12qk0qU5AMyD2C94u5YR-"
+	"Dq1kR1I7V0b6CYPUdNHnm3vj5r11BiROyWk4DLd_I9wrOwDSR_wJsWivmYBoZNcQSkdsg9Rlzaw-fn56N5h0hYENNxbzRjpl"
+	"oVS2c_5AY1l0-BIb-j9GUeEsvkQ\", \"e\": \"AQAB\", \"kid\": \"rsa-rs256\", \"alg\": \"RS256\", \"use\": \"sig\"}, {\""
+	"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"gksDNO_tcYvSesI8EtJn2_mrJNy6HPYpQSNGkYhcbwc\", \"y\": \"HXrgF2Tl-q"
+	"pl0sbQlUYm9wX193536ikWh47zBIAwE2E\", \"kid\": \"ec256\"}, {\"kty\": \"EC\", \"crv\": \"P-384\", \"x\": \"1cO6SQ2"
+	"ERAO0GNUNJ7hlJd6eqaSfKLQngdCUNMorsjE3eUZgzFs8zHzVyX_tktqU\", \"y\": \"mM21PzUEydeRKsXAKE1rXzRpQKQ4lf"
+	"Y01gs0UQ9WW16JT8GpdV2FRDO36wxBtrfT\", \"kid\": \"ec384\"}, {\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\": \"PsI"
+	"tW4I8GQHRbIGr93jqmfC8NpBAXzQzt31nxENCQPY\", \"kid\": \"ed\"}, {\"kty\": \"RSA\", \"n\": \"6K__DUb56R5q-MIDEe"
+	"iJH6rgL-QRr7x39BZ0NXY0CX7-NjYdV-4WkOentG4Fd0rfjK4QXmCji5xszcLw2mLsfhJKRgCCB9KZhHLth78eEMEPNZhLw5"
+	"0Y4tKsXGfAxaCAvHIeHF1wGUjqZUmNxbQfv5mFP0PFHMRxA8lymTXu0Y6aZcnEn1_FxZ0DrOFL22qBkRKSss12qk0qU5AMyD"
+	"2C94u5YR-Dq1kR1I7V0b6CYPUdNHnm3vj5r11BiROyWk4DLd_I9wrOwDSR_wJsWivmYBoZNcQSkdsg9Rlzaw-fn56N5h0hYE"
+	"NNxbzRjploVS2c_5AY1l0-BIb-j9GUeEsvkQ\", \"e\": \"AQAB\", \"kid\": \"rsa-enc\", \"use\": \"enc\"}]}";
 
 static const char JV_SINGLE_JWKS[] =
-	"{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"Hn38TbqIUUHxNr-pjBz8ljJniNTx1Xrs3wCUFJJIuSQ\", \"y\":"
-	" \"Cq4XzVKrmx71vJsHFETx7xA19fh_ytwrvkhwLBmXkO8\"}]}";
+	"{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"gksDNO_tcYvSesI8EtJn2_mrJNy6HPYpQSNGkYhcbwc\", \"y\":"
+	" \"HXrgF2Tl-qpl0sbQlUYm9wX193536ikWh47zBIAwE2E\"}]}";
 
 static const char JV_OK_HS256[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp"
-	"-l0YLU85sV6y5PTPWcfI";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK"
+	"8Vba6QytikLQE8lU98L0";
 static const char JV_OK_HS384[] =
 	"eyJhbGciOiJIUzM4NCIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.DpmmNeagsj-gVXR6VlZJ2j9"
-	"cqCMyRh7a9P8CbGCC0YT7BKYBWbsbwRr9Gwl17Ca8";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.S7DlZPM8iVKMzwN1D9XUkDb"
+	"nCypm_ZhHRlC9O3QfZXAVpds0pgD_LGEsraTzT8f1";
 static const char JV_OK_HS512[] =
 	"eyJhbGciOiJIUzUxMiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.YDL8md2xfljCmecSmqnndDJ"
-	"hLC2U3q0kil26T5lUWdqTk2DnqkLLSG9A4WBFr4NnBPdxQIfiSSd_WoC0yBQh3g";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.X9KhFZkZqQdbnJUL0ul7Mf7"
+	"Z6v2A9uAakIgp44NGCo2tD2yRO6Zed_57INxt2ZExLLdyoJ3VR6fnx64x2lABvQ";
 static const char JV_OK_RS256[] =
 	"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYSIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiw"
 	"iYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml"
-	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.QcZo5P64FLRggXhrHI2Isi"
-	"JIJu2OgoY0KA17U52Xe0Z5qRAb0YFHSpIlJxp3qbf4Sen_zAsTLWxhz6IURZWgicWfU-5omWl1T4aMKmPGVBt9vVHwEKhhrR"
-	"mrdgU80PH4es8-WNN2Q9uFgzu4l67R1gruSxP2-yaAePqGPODhXHSttnsx-p7uOe-JY930oPtWiMYh6TokbTVk2Eatw_wF3k"
-	"HqXjYY9Ph8kGb6tQwVSeL62icrLZdfXTHiGfT8SidzeE1e4QSppZvER5CxsoSd9trpq5N-o_7OOMJCSCrxetGdibY5PR1a8Y"
-	"4XTbDr5XLcLZ8BtFH6i6evSHLWlXVnqg";
+	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Q68lPGjlhDkSkhtzx8Jgne"
+	"26peCND7l14HWahr4Z0VqMJDCVJ8nTzDCEnWJB9v8eFp0xug_odUATND0po0otetKCiSWtBDF3Pmhz8_xREEuJFJ0Tvv63Uv"
+	"6GyLXbxt7fE4EbIdBru79dnfuMlJu4TdHI4CVjp1PmCfJzi6G85wJ_2_cc9BfC-ZE0Je12JeFr2Ugy72GRHzFzVNPwpdNVE6"
+	"r_Der0Za1oF5Qml5ZDhx7O3nTCCYjjhJrW_pvpUVAAFaUo8FI_cXWMU6DD5fEeh8qMefgEXYC71SHnduDDllIk-tjLgi9aKM"
+	"2bZRKRdvbMdK5ar9tELaknqqgLGLd82Q";
 static const char JV_OK_RS384[] =
 	"eyJhbGciOiJSUzM4NCIsImtpZCI6InJzYSIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiw"
 	"iYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml"
-	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Qv2Hb6Gmokaqh3defODJ4I"
-	"84J9OCbJtXYz_mmA5O_xZBqHnR2WK3vcFhl8tnIuh7ziH66cB-J0o6ALpmIX3xJ3oKvSfegDoeQYbVSgnnqbrosciDqGLQ9j"
-	"ZS9VfsAkPL1_OdKdGCG1EobNTZoqdJHsSda2SlOULZ5cfMUHswVDXn7rMU6_n2kEoLW2hNiaPkcoVaKtb7_7_FXLFzrn8rqU"
-	"0P-ngmMcPfDabZtLLz8RFm3QqmM-g8udSWZ_uTF4DQF7NLjDBLHwASeyW1hZJ5An829yuztwDVOj__yPrEcgi-8fRBK7VlrB"
-	"u4xEYrrN9lp1DG3og6eslVa2O2fpkbqA";
+	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.FMhzyASLXYs_QHoxJvjc2b"
+	"GOhLrM1z2dxXkcuXY7ZD-9LmIhkuOGljWVOGA59w2zdVjZnOAr7tSZYXBg85-lZm-NnYweUBmDk6uw3R-oIAlb1FYivwfjCJ"
+	"8vUO9Zyyo6XgUHemrBDPNvN--jnZ68mTicqThugWPU-59lwq9cPc8-8Z6CfR8zMjM74RikdAQe0r0AvElJDHW3y8Pagy1G4f"
+	"xz6lF60as3PSceOSNI-gJ_8cR3-FkDU8I1HFiqxp7AilfQd_muzfF7ICXAnjk56yeZEbWnfVD9Y9eKeWjGelMyxY7wtC263G"
+	"G_gK52PXunTMFLwirhNI8XxGHpLqgM1g";
 static const char JV_OK_RS512[] =
 	"eyJhbGciOiJSUzUxMiIsImtpZCI6InJzYSIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiw"
 	"iYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml"
-	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.NnS3kzQjrMZcJSp7HHrv4Z"
-	"Pn252-8yNdgpu9YtW6Pa98NgfaLZ21FbevO3xzEiYD-u9eiNXITi873yH6hfXfHgCQsuuD8TYPn-aZ-ZZjR_zhyFYwIfFNVc"
-	"FrSkn5veHJ9OBlP7bYDwXQztLODDObrlhiaxq_X06yf0dNb8JJoYHxQkcPDJAgxgCy0HIIDp1ymSD7XqMyLJ88wI7m3TYYYx"
-	"W9Vguv0lrujEJQhEpPDECi6iIEwi-0RhGlj95nCy3ZRSv5V-t-pd6pRcYxiO8KPvsvXRRfnQL5d2eK9_CNsl2tCapw0oHrRA"
-	"mUeFDZh3j0sTc93pmJqgbPqWwbHnbl2g";
+	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.PJgdyL3koVcGgT2663jPH9"
+	"eFDRTA49lUsMveJpzloMz0cVkATJmOzjpJsq0lPwixCKWylH1j6Yrl3IbALCgne63bofhpXeGMy8SX8xcs_fDVUdN1nAzg_e"
+	"5QjABouH0vOqHWV34_A86Hc63OGxvUNpr5hGl5-cgNgTGXlaJWMhyerFCUv6i7peaGCeNrdjeg76tNaivoYRkcfCDqqZyxlc"
+	"Cu3eF6G0Yst6EMrMcb7zpqVSE7ZQxodZyKISFC78Z3pEOmaLNBgDhWsRdLIySSezHxuuBtvizQauj9v_Eg_DFQgHsAmgZxyx"
+	"fAEFuiDMpvTlVultEC4aK9h1y103bxPA";
 static const char JV_OK_PS256[] =
 	"eyJhbGciOiJQUzI1NiIsImtpZCI6InJzYSIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiw"
 	"iYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml"
-	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.CNbWlHT3iZSD7nVskc7hXS"
-	"sFQjG51hiND0a6s8gRmNSefHDNTjZAl8NgvpHCbclY1tl0QPc-zPtMnZvixSYmPrsCnr-J7-IFaDps87RTX-q1IDZjo2FZvd"
-	"eWNV90x7G3n6z1Ql5v1aeOJIV88h_KqK7Tzi4fzPvC5R-wXxo0dEfbWsuD233mGwxpC2Zmrjv2FrbJLVfoVLAa_EIFLkS-Ex"
-	"63PprtzBchQbVUg3fp4AIQk6JBQZBCKutBzTPN2twp8uCAmqGf6WkdHgm_Xp7P37Ng11NezOCukvcY4KL8XxcmTFMrmdGulX"
-	"46VKvi1Wn4XCDz0qBY-H8uXF3Y84PZdw";
+	"0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.nMRxm9yXpIj5SUswC-6u7V"
+	"qLlVtt6GKr8M6T3gFwQ93irZNzzoA3VmOsLx-HIV9cZ5GPWlJ2zxPSMr4VXUZfpwAjdFduttq_qm2W-8zmiBJI-1ixC0YvEw"
+	"-sbE9av1RNCRRc7-xN-8vBbcpllknpI_c6I99RB4Ml7xCdafcgZeEnyAuWAobl1v3Kq5AFDI5TGuKiO7c6l0qAWHxx6A07jv"
+	"Zt3ruQB4qABb21eld3w_Bgnnewsr1nM1_m-TfVA60ceddHnQ4Sy0W8411hcmmIDucl2-hir6T_RL8R8Nx2IRdS5ceCUrAySz"
+	"60qWQm2EV4QiJZXmtmpQVIgrNrNPX-kA";
 static const char JV_OK_ES256[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.UFPU695kF2iguTICWs1"
-	"C3WhP_Y9qN8L9Qjr5B5ae0PSs_5_H3giGnxMv5SSzYPYDbc8mzFXId5ihROx-gbb5UQ";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Wva9_SyxV4df32F7sNk"
+	"_3nCMnmHMnlC0THprama9BzhwFunijzUKJOQN0LJruqvYYdSDRqr7b616c47B02BqvQ";
 static const char JV_OK_ES384[] =
 	"eyJhbGciOiJFUzM4NCIsImtpZCI6ImVjMzg0IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.EUwzhViu55zoRSRFNaQ"
-	"bFYs54Wmz6-ZflFHzQYiYhtOS4IZtoDI0noZ200u8ypWvrHsC0QTWU6K0K1lgMxAk9QDAKo9IGkliVICA8sXLqKa34CokFuM"
-	"qYnfERPpXjvmF";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.0ori-2gyUUlBFUiIQzD"
+	"CxcM0GgZ21pwnWSmHbLMO6cOyr9SOu_XTK37wgKBOP4v6rIs2riwWLAlNs5RXCiLrM43PHcQp2jOAFE5RTJDJkjuO5bm7RHM"
+	"or5ylPUvQ4C90";
 static const char JV_OK_EDDSA[] =
 	"eyJhbGciOiJFZERTQSIsImtpZCI6ImVkIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.baPPPhH1SiGjrQ6n-sIZZEE"
-	"8c57uLiCOuwaZLmu9CQ0HiQtilxJ95Ywtq7aq5EQhm8uAF29IBzHJPSpg1vGWBw";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.-TXmeoUU6MTzs0TEC3pwvnk"
+	"208VNq6lT3uC5F7N9a6W3sNSZe-2WXX0_YCBQewKAAY2DmTLSOCtg2wM9ke5qCA";
 static const char JV_OK_GROUPS_STRING[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjoiYWRtaW4gb3BzIiwic2NvcGUiOiJyZWFkIHdyaXRl"
-	"IiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.ql_7R_lD_q4ySCd_xXajq2sA"
-	"qLlCsR7gh8sa2qfBj-x-EKFCgynihQOXvKYsqdH5rBrCD0XO0pfbomZ-kOQN1w";
+	"IiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.ZScAu1-gMdI36Nc11kBAkwaQ"
+	"QVLxqjAl6wjy2R3ORnJ5Uyk7vvm_4AxS8RinjmG0P7MV5H_fH4AU8d0_KsUrGQ";
 static const char JV_OK_AUD_ARRAY[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjpbIm90aGVyIiwicmluZ3dheSJdLCJzdWIiOiJhbGljZSIsImdyb3VwcyI6WyJhZG1pbiIsIm9wcyJdLCJzY29w"
-	"ZSI6InJlYWQgd3JpdGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.ygQm5"
-	"u8_VFR5ffdJVd5mcYP8IdysvyskiRMLxPBIhyn1cxedBAU1VfT0LiesHF43tMW6nZ5spe28v6A-GKGW8g";
+	"ZSI6InJlYWQgd3JpdGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.9CiN4"
+	"tKhGk38R0sDl3FNyLm04jE7QnjrlMSdxSn-Sld8KwxV3w5i-jrUKBpprsq7HyW0NmXihyuq1EKtHfQHIQ";
 static const char JV_OK_PINNED_RS256[] =
 	"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS1yczI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGF"
 	"tcGxlIiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmV"
-	"hZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.l9T-AJ0Q6ey4hQ"
-	"GT4pj7f5G5PCBqPUFB2RVpHnkz-ZnbtlIvYbrXJ07yvNuePXG-RFn45ghSgJo6fjGKdraGqHHrBVrT6tuTyeilWgN3TdifpA"
-	"JMruXK60b0m8o2MTQnB0w90hoF-GYGuYYBZ5E8QDQQQManwMw-4s6my4igvd8101W7qz2eOePLFo3n7030-QtN-BojpgzjvK"
-	"bPwqfP_FoIo6N23LKgVPwqO4pwiH2u3v1ZHPtfS1tqdVNSSOIPp1zaNq-M2m3lrbzBhiTd_6ITGSOQrRx_Sk_hZuXU85jybT"
-	"idSBQZZVbcvY421QzJ6A2k7akT0UvgycaMWfyRZQ";
+	"hZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.boTLry4Lg1KtZs"
+	"im_ZIeNGKU1B2MBt2ojpWU98m5j9yy9k7sObJkN6IS7SUPrYWpvKDmSZh7J6MgsOXjUPW7JAF7PoyF2y268VSEzklLBUzcRm"
+	"6Ko-_eOYh8DdchgrLC_-ehy1O-ytdM0f6FK-BAoS9gaLsnwPCVZLO8U26sX-5zHsV_YWT0ZV0smRrRvSgIm0K2DRUKvByigV"
+	"0PHtj_fMg7OOikAkB1eYi-KdxICWqjs60dMZTJ9GDKc5UlVnxt8mluECejAx5SLN2DdoT5TWjrJRunJur9KNJ4DMuSZIbQB0"
+	"VM-GYHOdqK7WLKWOVt8rYhUCyat7NyKQu0YUuI7g";
 static const char JV_EXPIRED[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDA5NzB9.PWCN2KbjIH214_hFjfr"
-	"nuVy10gXgObawi1rT5cTBayIEq4BYD6Zn-TGyLM9sUmeOhx94CNmA4lMRFiv3Jn5uww";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDA5NzB9.2Hd-eUGTWvdtJCdIkAf"
+	"MwBSX7QWkYKqSnZ1v_cyuLKtCwPFdSxtBApdZ0rzO_b1dvvyRcGO1iuNHvCLZdLsMtw";
 static const char JV_NOT_YET_VALID[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAxMDMwLCJleHAiOjE3MDAwMDM2MDB9.ciW4xlTay02HDAinQUK"
-	"XXn8H_lRwPXvPi_qlSv62U14lTbD8_xuNIfQ0ZQAG1zAl5wEJlKOlIFX8azyRo2o3ig";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAxMDMwLCJleHAiOjE3MDAwMDM2MDB9.idyOMrwMBj6V87GmKqv"
+	"OpqPo3mB2uJdJg6WMRsa1QLv9b_zcU8zc9U-hnUDCSEicIrnTMVGBBvHmuGLbz-YaiA";
 static const char JV_ISSUED_IN_FUTURE[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMTAzMCwiZXhwIjoxNzAwMDAzNjAwfQ.9Dh_AcNhxitFIMs-e2NIS4Nkyc4zRsh6R8xqe4-wY"
-	"U3tEs-DruL1l7jgtE1aoD-kQDIMhwrA8aQ-HfuLqzVasw";
+	"cml0ZSIsImlhdCI6MTcwMDAwMTAzMCwiZXhwIjoxNzAwMDAzNjAwfQ.1rE-AnwyKys-7gslxPnCFRmnbvM6RywZw6c8KeDyR"
+	"QWTgpbkRkwHxS3-5gxGaUf_om1ghTblJDhhUFIaJBrY_Q";
 static const char JV_NO_EXP[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwfQ.evkJGpkbWhP9l_2iHfwxeOTZ1AR16nBhR_Qt5il6q"
-	"BG01nAcymDOHMcTkkUq6mxkSkZm0Q5mauS7R4PCfO53sQ";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwfQ.Njd-bjR_4suyd0_hqFFLHpvEWz7PgDAc-3rz5Dusi"
+	"DaahKctlgr4vIeOlp2HaJJDqPHD_5aa9CyE-8YC8MPgyQ";
 static const char JV_WRONG_ISS[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSIs"
 	"ImF1ZCI6InJpbmd3YXkiLCJzdWIiOiJhbGljZSIsImdyb3VwcyI6WyJhZG1pbiIsIm9wcyJdLCJzY29wZSI6InJlYWQgd3Jp"
-	"dGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.NRGGNDA9h0ZnTqBHHAF9A"
-	"cjskfxc_LO-KLIy0WxxLQoz5po4ANh4LP6dRntkBqK06W4pKt3KsdnRQDt7IKdvfQ";
+	"dGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.iLNyf7O3nVHbJ0-QtegaR"
+	"H2T0ysh7qXme3N-0yzgJD4VDzPDivuEiIiod7j4mBGZ8vTR-xLVNjLi86VXwvruvQ";
 static const char JV_NO_ISS[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJhdWQiOiJyaW5nd2F5Iiwic3ViIjoiYWxpY2Ui"
 	"LCJncm91cHMiOlsiYWRtaW4iLCJvcHMiXSwic2NvcGUiOiJyZWFkIHdyaXRlIiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3"
-	"MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.iRlI-3CJmbmOf323draVhRYp4kYzgyO7L3g99MI0E3X5vWFOBnYIlg2GG7GO"
-	"t6jMg0ZWNnW9NrEgP1nAHR77yA";
+	"MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.KrvklNrdqtm3cpYRXmmgTt0EH0eHoi38a5sHsnTqkMzMblZaOZxC0xsUzr89"
+	"rPdSibzOQRfpz72LtYj6152H2A";
 static const char JV_NO_AUD[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"Iiwic3ViIjoiYWxpY2UiLCJncm91cHMiOlsiYWRtaW4iLCJvcHMiXSwic2NvcGUiOiJyZWFkIHdyaXRlIiwiaWF0IjoxNzAw"
-	"MDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.DRPOI1B6Ssk-6MFSvQUkmc79bws8WbMrXAhs8GVA"
-	"2i_ugcNqrd7syN2C34Tr6Uia_yKfvOx_zjn-22nVNDA6MA";
+	"MDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.GGoyF4WWaqpMl06uerXMHWciHK-UDON8lRXY3leb"
+	"9FUFuB2ba5aSmwKTWgD4dIYJigx67b7jGonF7pF3Qq1iYg";
 static const char JV_WRONG_AUD[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoib3RoZXIiLCJzdWIiOiJhbGljZSIsImdyb3VwcyI6WyJhZG1pbiIsIm9wcyJdLCJzY29wZSI6InJlYWQgd3Jp"
-	"dGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.4MOW9h0G-BURwaOQ2nbmw"
-	"i3sKBHP2imBpbzk5dcCNUaltoMEueryB-B2JkX2Ea371SlavwIkNwJ3hyML8eLjYw";
+	"dGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.13uRUcmz-UNtioRYveiVt"
+	"I7Gdk6DLBBsbK3iO9DfKQJJ5Tw1vErzJZwfOUbpBpvgHWgW7AmHN3oAey3LRxo9bg";
 static const char JV_WRONG_AUD_ARRAY[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjpbIm90aGVyIiwiYW5vdGhlciJdLCJzdWIiOiJhbGljZSIsImdyb3VwcyI6WyJhZG1pbiIsIm9wcyJdLCJzY29w"
-	"ZSI6InJlYWQgd3JpdGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.d0rpM"
-	"5V4B5FGoe9Uips-LSqURq37zmOO6wrafCE--GiMmmQ3Ctnz8p_FtJ-hsiFT0z2uf691JwjM6GEVtdj2vQ";
+	"ZSI6InJlYWQgd3JpdGUiLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.zll9g"
+	"pY_xMudcv_-wx0L1amBgcUzTgihDNIBSSnAtDzclq2jnNkm5J5fF82XTya4ALk0kQGroBtNaSDi9yEICw";
 static const char JV_UNKNOWN_KID[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6Im5vcGUiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlI"
 	"iwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3c"
-	"ml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.afdxjUqzJwI1NgqeIZkQ"
-	"oqGPSshcfo2Lwu8sQdz4H3Lu2qTRZul5JLqWNP8M2PG5YcnqKLEBh5G7e3JtOmtsBg";
+	"ml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.h2DdI0b6UvL9ab58DD02"
+	"7STKynoJ5_Z9lm9otZyGbJZCXLedMJJ5Ebb5qQtG0P53TgnphgDctdvqSMdmKGM4og";
 static const char JV_ENC_KEY_KID[] =
 	"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS1lbmMiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtc"
 	"GxlIiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZ"
-	"CB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.E1kLurklZZ9CuH8y"
-	"yvXuy8zP7pVazZVn7Ac9qWIO7CXda2J17beCNqtWTR46szAfyS7PVkCd8fjx3v6blKFMnLNScFvjBmiptN0Y59KW98WwqgA5"
-	"lm0yx9ORGzMt4D9zYpl1LWZ085AQ4oP-37WUcYyN3i43WmbZ8r0Fe3nN2mi7KrbUaZn6JcV9bT27bSPHE_CFV4-EJmB1O3mO"
-	"oWcaXtWMrhojRz9omuXPZzOTpWrLqtSg9z5y4e-l1MTLR5Zvx-OWm7U4cIAd2zctD5otTvoovCzVvffcNmCMgT_eSwDrhK0Y"
-	"YRpmvnOedg9-heMKZnhPbEM-_WbOm45BHBMq_w";
+	"CB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Afvh1wAOYIybX1mc"
+	"SbYGEO1Oa7p8zwxWBdi07wI0q4pncYNvMHbCvbDmdcov2E9Ex98gxSGTZGnpST5BhaCHBH4QE0nOCVEQsj89Nr4fFPIxDqCT"
+	"ZLuUhMECaNROsh34g65oi7hBKzBkwZ2NMABwD03yamjxk8eZG1KUf9AwnWVX1OnEE1jYZNDjJUj_fu_tH3T-T32l5gYW22bU"
+	"1Jec2_Mn9NGPL6iQ-Mc6R96_gzbSMMjcvYpaTTS1wbUG8qYpN_8QHHjvM9U5KP3WXSjTMrW3z03sdZ6EB7R02eSMRfQAJnr1"
+	"NVnHMuBlz39nZ83cFEGkC73UEjRnCjmFhOHN0w";
 static const char JV_PINNED_KEY_OTHER_ALG[] =
 	"eyJhbGciOiJSUzM4NCIsImtpZCI6InJzYS1yczI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGF"
 	"tcGxlIiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmV"
-	"hZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.gGTFzDa5M_pymw"
-	"8JxMw1PYcdOvLtMebCind3n8jsOz8scbURwZ-MXbXIeaD-5wlIwBWFZe5xY8-fIlUnfaCLSTI_eLzK7FUmQcBNnH4GUL6LKE"
-	"dQQ8R_3bXgexuDSifXHV2g1Ff3wLr97PiyQgiqiwu9AMN8nIPmq3obM7e0ym_33vNBkE8Xe23QmArz5kGNv_zThr9YNJOelJ"
-	"eVoVaJOxJ5utaH1tbkx9jCGGJMwdnmPMnOmOQZKqF5xAVOaO2Tva8NsqcsutLsz2iVBGm2qVboNlOH4z-r5okiJz-AR8Vwdx"
-	"mDgNpKC8O1iyiF7VOF1jZDGdCRmZ0vbc15tKxo0Q";
+	"hZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Bl1m5w2dWZGVNi"
+	"adpaAJMk8wyHFKaSrprwsV88jWa3MoXAG8YvEbenAPGEG0vx8jMjl60PD33TGQQ9xrSN4t01GTXiopmbj1OX4QhrdogvF071"
+	"ZKVJjP9NcfNBZu1vXHHPL5dIBHSMgNK0HTu0B5SCNdm57-0cBp0ECcP8mCdTZMrH0gMeBlSYHfctmDvOkJXjo5RVtZoxPO0b"
+	"ZCE5C85IDYmdKyANv1QOpjmDi517KeCbUiRk2F6F3R7XWXoa2jHbrxAJiH-RkzTJTyQOyWlc9NVD65g6kML0m6GCt249ce1d"
+	"JPb9517xvkms8p15MwXDKTVGzds8dQ41KiPt-8hg";
 static const char JV_ALG_NONE[] =
 	"eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAicmlu"
 	"Z3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3JpdGUi"
@@ -190,49 +190,49 @@ static const char JV_ALG_NONE_KID[] =
 static const char JV_ALG_UNKNOWN[] =
 	"eyJhbGciOiJIUzEwMjQiLCJraWQiOiJocyJ9.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAicml"
 	"uZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3JpdGU"
-	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.sc2pBi6ce_RYaJOG"
-	"gZgN10kF6aU2imMOiXMuyOuwgRU";
+	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.PyNaGhydkWNcxkqe"
+	"s2WfyLrvELgVCLunaIW8kq7LFOE";
 static const char JV_HS256_WITH_RSA_KEY[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6InJzYSJ9.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAicml"
 	"uZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3JpdGU"
-	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.hG-3jN09E_A6la_6"
-	"QhrZASEkFy31mCkIVnnvBEbOfwE";
+	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.IejXLiLFUpjLs7Q-"
+	"8bkhnolV8aUuN8vdLWzyMzGQpTQ";
 static const char JV_RS256_WITH_EC_KID[] =
 	"eyJhbGciOiJSUzI1NiIsImtpZCI6ImVjMjU2In0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAi"
 	"cmluZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3Jp"
-	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.M09aZyWqXtwGF"
-	"Xe_aczq_v-2rTczEScX3jiXB1DXtO72xwgvJwdQaG9hvlBUZAxmSYqB9WbVWSmLR5ZPvZmtaGuNPODWOvREtFQUEC7T3ZkgN"
-	"ZzB5dCC6ML-P2Eyf1FPit44m4DHb_F6SrZydW946D-WTol0XbcgmQMSOfYpgFLH6UHJzXs9EzB79FfO-OKGExY2_fQdQYP10"
-	"AFHgde6nUpQJHJZMhWOsEw11k9kD9uVKDzJxtwq0esV7jzYZpjQ8tvGxrT7gJH1eeo499bLyGzyEOBOR0cynZZNxd9BnK57p"
-	"gzdcvD4VMVRlLT9_mRhlkFFbU-NrYD0BO7KMMWBWg";
+	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.laMK8KGU0oaTx"
+	"WR5_PSyDaofnW2m1_Y3-5IxrQT14Ofx0f076V3bC6oBdcCtDmh_9niw9t8G0I8Uf49M_wJU_bd7OSGnGpAQPV59iUOQPhLpR"
+	"AwuOt520C6q9-URl83OAnEXDtTLobr5KswhRPBUAu378ueT_sAhbgno7YivfSTgNKT2dHx7m89mwhgWSJPh2KmkZFM1NUOFg"
+	"HqGOK0nxiOe04UgoXGasMJdk9HkQM8WjGSbh3Z013WCnjZZ_54VoYQ8g0a2CJiDXCZDVNVILEB8tal_PA_WP_CR7XPft0h7Y"
+	"wx50SNZbJdd0Bd6vHXkDRDTjFGp25KWFq9WZBzv5g";
 static const char JV_ES256_WITH_P384_KID[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMzg0In0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAi"
 	"cmluZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3Jp"
-	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.v7DkZPcEtoe4j"
-	"J_afw-tQh-3-nqjwV62xUcM16G5mXMPxhXjTE1k4UcEuvkIMaUek5OdI36G5_e2v_rxqgGsUQ";
+	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.RTCHK58fvNPhr"
+	"u0NJNmF1LLQbhc5A1XE7bmGZUA6FTwOx_B_5ubaBUUsYGcbZnOhy3DCX8cARgp0mkrJW_ZhmA";
 static const char JV_PS256_LONG_SALT[] =
 	"eyJhbGciOiJQUzI1NiIsImtpZCI6InJzYSJ9.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAicml"
 	"uZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3JpdGU"
-	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.pyPG7DswpMd2esu-"
-	"Gh6CZz8A2QZ9quEUZ2eIp2dBGJau56h2C1kMfxgbc6Xjj9rQllVvlh60Kw_YX0ivxPfnBneNT0GrMe7UA4S0AOjGt1sPZM0_"
-	"bZmuHeONJ7FGWPcPyF4sf_QINy8MQphS-ONWPaeZ51ob7tXWsKR1b5h9BNS2tol0oOIYd1t-RIvQpQA2fiWkzNk0NxSPPTEw"
-	"lEij6cemoYZGg5UT5bI1rONalpxaIsD9-JAKe4NsCfWhvNFWCPSpxURR8UTpriXFVEfK5-74FKo0W_VOc6XwoHwXxUoUUndM"
-	"Jk-ilR-ucZ_tMXqprYIHpta0Rc_KpXimB0nK8A";
+	"iLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.rvXommefOMrC2oN_"
+	"c6hYHU8iUltyr-0NvuikLpicszyQHEoG6OuPOIyxbgkrMcop8r2u9-lAHSTIGHDmZj8snxnDyfXBPUSPiB1gXydil7lo2RcU"
+	"kxSsIKfTZsLrh7qfgmNl4pXZyHaBsfH91z4RC-sUqe9MJ_6eje_vSZ0makbq0gl3jm-lf80dY044TEteNGSCYdkv4Y7PQhrH"
+	"cEQuS2Um_mHBYEMA4dpVsZQnGH55CoemxiL4g_AE59Iu-tHmUsD2_J6gOTpJiYbkN2rY4uGdpu2vLkf7DqpizhFaVUtD4zLb"
+	"4hyHh_FzuJKetqLhY2rrP0P-pU2YemJiOuyLuA";
 static const char JV_TAMPERED_PAYLOAD[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6Im1hbGxvcnkiLCJncm91cHMiOlsiYWRtaW4iLCJvcHMiXSwic2NvcGUiOiJyZWFkIHdy"
-	"aXRlIiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.Lcex0Gou8YzOOcGms-tC"
-	"fHp-l0YLU85sV6y5PTPWcfI";
+	"aXRlIiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.6c-vnHqzAkCRb2Mt2z5y"
+	"JHK8Vba6QytikLQE8lU98L0";
 static const char JV_TAMPERED_SIGNATURE[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Acex0Gou8YzOOcGms-tCfHp"
-	"-l0YLU85sV6y5PTPWcfI";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Ac-vnHqzAkCRb2Mt2z5yJHK"
+	"8Vba6QytikLQE8lU98L0";
 static const char JV_TRUNCATED[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp"
-	"-l0YLU85sV";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK"
+	"8Vba6Qytik";
 static const char JV_TWO_PARTS[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
@@ -240,102 +240,106 @@ static const char JV_TWO_PARTS[] =
 static const char JV_FOUR_PARTS[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp"
-	"-l0YLU85sV6y5PTPWcfI.AAAA";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK"
+	"8Vba6QytikLQE8lU98L0.AAAA";
 static const char JV_BAD_BASE64[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwidHlwIjoiSldUIn0.eyJpc3MiOi*odHRwczovL2lzc3Vlci5leGFtcGxlIiwi"
 	"YXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0"
-	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp"
-	"-l0YLU85sV6y5PTPWcfI";
+	"ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK"
+	"8Vba6QytikLQE8lU98L0";
 static const char JV_PADDED_BASE64[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0=.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoicmluZ3d"
 	"heSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0ZSIsImlhdCI6MTc"
-	"wMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp-l0YLU85sV6y5PT"
-	"PWcfI";
+	"wMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK8Vba6QytikLQE8l"
+	"U98L0";
 static const char JV_PAYLOAD_NOT_OBJECT[] =
-	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.WzEsMl0._auYsw4NoEjCpmXGEMbJwtkz82e7gPcMBs205U__owA";
+	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.WzEsMl0._QauWFhS_tcK_rqNuOk4BpTTXiKGZkAR5o181RpbTHo";
 static const char JV_PAYLOAD_NOT_JSON[] =
-	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.e3N1YjoxfQ.FK2xQAPwCmL1Y7khpbfkTuUz1-r6yGv7a30jG1dt5t4";
+	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.e3N1YjoxfQ.1cyJtFEvMDueuecwbq8TgppGqJqJ0wfrchQT6Z3p1p4";
 static const char JV_HEADER_NOT_OBJECT[] =
 	"IkhTMjU2Ig.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ"
 	"3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwM"
-	"DAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.Lcex0Gou8YzOOcGms-tCfHp-l0YLU85sV6y5PTPWcfI";
+	"DAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.6c-vnHqzAkCRb2Mt2z5yJHK8Vba6QytikLQE8lU98L0";
 static const char JV_DUPLICATE_CLAIM[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAicmlu"
 	"Z3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3JpdGUi"
 	"LCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwLCJzdWIiOiJyb290In0."
-	"3ISJDZfBB2AHlnRzV7SCyKTSnlXfQF6Unohm-gjrCY4";
+	"kXctm2B1kx6CQzoQeXDKAOB8douJDXNZNRaUGfgoqZ0";
 static const char JV_DEEP_PAYLOAD[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.eyJ4IjpbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tb"
-	"XV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXX0.C83Nhafa4VkzHL25F2rjWNJWrP9j40qfSRaj_Gh3"
-	"d7E";
+	"XV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXX0.Wjae2Za2R1LmnJGSMWgIzwk0jzoLnQjWFsSKr_eE"
+	"II8";
 static const char JV_CRIT_HEADER[] =
 	"eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIiwiY3JpdCI6WyJleHAiXX0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBs"
 	"ZSIsICJhdWQiOiAicmluZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3Bl"
 	"IjogInJlYWQgd3JpdGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAw"
-	"fQ.aWSL5C2dnhCt0r7X0VCesA6jZ_xqHU-5Q1V0n4ASDSI";
+	"fQ.VmiCArk1sliiOd-X3JoeYBTxisMpXTXMv90Rs-bkS9g";
 static const char JV_ES256_SIG_SHORT[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2In0.eyJpc3MiOiAiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsICJhdWQiOiAi"
 	"cmluZ3dheSIsICJzdWIiOiAiYWxpY2UiLCAiZ3JvdXBzIjogWyJhZG1pbiIsICJvcHMiXSwgInNjb3BlIjogInJlYWQgd3Jp"
-	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.u-7RtD9e3ZplJ"
-	"xeg1Ypgj378h_N2cAschN41IcVCMZYfgRECNfjdZ0IYm5KVGw7VTkcmXvlt6CX9uRvjU5Sy";
+	"dGUiLCAiaWF0IjogMTcwMDAwMDAwMCwgIm5iZiI6IDE3MDAwMDAwMDAsICJleHAiOiAxNzAwMDAzNjAwfQ.bbkEMZuuFXxPL"
+	"I3cZVUVxRd0YDGTQIIPa5RPASoFxI1pAPbtXpqWWSH3SSK_0FZGubnDZWHh62ecPYCjHDC1";
 static const char JV_SINGLE_KEY_NO_KID[] =
 	"eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoicmluZ3d"
 	"heSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0ZSIsImlhdCI6MTc"
-	"wMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.zPvOudptNpQw0MdKuOur77K6y7Jc07geav2Lnv"
-	"6qx9d0aSpPlor0wSSRakiBEoA1mMTOxNiczPBGEoFz9H2AgA";
+	"wMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.rcfNhtJ2vk9YLUncWBYrCH_saPaFsKT64NtsLe"
+	"QA41DkyMZxBRwZPA4S3VvE23tTk46IvMq5EfwGhwYklrJ2sQ";
 static const char JV_TOO_MANY_GROUPS[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImcwIiwiZzEiLCJnMiIsImczIiwiZzQiLCJnNSIs"
-	"Imc2IiwiZzciLCJnOCIsImc5IiwiZzEwIiwiZzExIiwiZzEyIiwiZzEzIiwiZzE0IiwiZzE1IiwiZzE2Il0sInNjb3BlIjoi"
-	"cmVhZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.BaxMtmIvq4H"
-	"1LKi_Pam9MxFzg26mCNiKrVF2o6t22zloX6VngguzCV-AGjbovVQgKnIwq5yijJEdiZvasePO9A";
+	"Imc2IiwiZzciLCJnOCIsImc5IiwiZzEwIiwiZzExIiwiZzEyIiwiZzEzIiwiZzE0IiwiZzE1IiwiZzE2IiwiZzE3IiwiZzE4"
+	"IiwiZzE5IiwiZzIwIiwiZzIxIiwiZzIyIiwiZzIzIiwiZzI0IiwiZzI1IiwiZzI2IiwiZzI3IiwiZzI4IiwiZzI5IiwiZzMw"
+	"IiwiZzMxIiwiZzMyIiwiZzMzIiwiZzM0IiwiZzM1IiwiZzM2IiwiZzM3IiwiZzM4IiwiZzM5IiwiZzQwIiwiZzQxIiwiZzQy"
+	"IiwiZzQzIiwiZzQ0IiwiZzQ1IiwiZzQ2IiwiZzQ3IiwiZzQ4IiwiZzQ5IiwiZzUwIiwiZzUxIiwiZzUyIiwiZzUzIiwiZzU0"
+	"IiwiZzU1IiwiZzU2IiwiZzU3IiwiZzU4IiwiZzU5IiwiZzYwIiwiZzYxIiwiZzYyIiwiZzYzIiwiZzY0Il0sInNjb3BlIjoi"
+	"cmVhZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.XR1P5UbkGCh"
+	"7iApjuRlY6CDkcnnt7D5suS3KIk1voJVdS_tiaSqMi7iIkNERFjRt5UTL87pCyWbKYKk3YncyTg";
 static const char JV_LONG_SUB[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh"
 	"YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh"
 	"YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh"
 	"YWFhYWFhYWFhIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3cml0ZSIsImlhdCI6MTcwMDAwMDAw"
-	"MCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.RU8uvAQ8q6JFR68eg5IgfGuIW_Ft4vxiQ9IRcHBvkb_81oV"
-	"OLfu_sz55hyapJR7aguET1FSpM5SZ7CSmzJailQ";
+	"MCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDM2MDB9.DO9cONY6RMrFdZBlaXwaFtBNZEpREl4QsuOax7qqmISHk5U"
+	"4yR88ZcbtTAe-Om-tzopupDOITd9XaTq6wvflpw";
 static const char JV_SUB_NOT_STRING[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6NDIsImdyb3VwcyI6WyJhZG1pbiIsIm9wcyJdLCJzY29wZSI6InJlYWQgd3JpdGUi"
-	"LCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.8uOekPheGJRrUGgf-YSitfAsu"
-	"i61r-ajPQ49y8pHVKynL8wL7d3dDefPbwrMaVzCEuyuTs7704QC8-IKLWUDkw";
+	"LCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.OR1vifhAA96cRZSsyxjRQwvq6"
+	"73S9yzrbBH6sRbD_h6Sf6eeSc85phinrRGh2rnI2w54yNGPiLDF3QestLWnvQ";
 static const char JV_EXP_NOT_NUMBER[] =
 	"eyJhbGciOiJFUzI1NiIsImtpZCI6ImVjMjU2IiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxl"
 	"IiwiYXVkIjoicmluZ3dheSIsInN1YiI6ImFsaWNlIiwiZ3JvdXBzIjpbImFkbWluIiwib3BzIl0sInNjb3BlIjoicmVhZCB3"
-	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOiJ0b21vcnJvdyJ9.pdKXcfLd6iYecayuyg2"
-	"x8b8N-wYQbzu6f5yWjpLAFti_l87LvqxgRIVC6a0cpwOY-MZUEWcvwT4a0uxwcGf1ow";
+	"cml0ZSIsImlhdCI6MTcwMDAwMDAwMCwibmJmIjoxNzAwMDAwMDAwLCJleHAiOiJ0b21vcnJvdyJ9.qKhLNmgaaotII40WTG2"
+	"lPjVXPYzXBapF_mCUukbWAldO_8dr7GmpcjC-VrsRrrVC6_QUm7zU6bccQiILWqL5uw";
 static const char JV_SIGNER_PEM_SEC1[] =
-	"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIEkBpDuOMqUGMuNQ2pssAbjqjq+1gqxaa1vPy4BOJ0IaoAoGCCqGSM49\n"
-	"AwEHoUQDQgAEE5WPjOTu69K3k6HmfUn1NiyNeKUxTa8KiuqL8fFfnmLUuUoWut42\n3aP6P3JZ9eu1dk8gq2hD94KcdZHJyA6"
-	"rFw==\n-----END EC PRIVATE KEY-----\n";
+	"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIOqsgmmVDzYPdqZginB83hBjcW5gO36UE5xwShDjdOQFoAoGCCqGSM49\n"
+	"AwEHoUQDQgAESLLYLBVT619xZVMreX5W8qA5P7RQkZa48uF5CXWpBN1aCSlbNI/c\n/y6jvIfK7X4NoicBOckv3RmOKgN2Bn+"
+	"Vig==\n-----END EC PRIVATE KEY-----\n";
 static const char JV_SIGNER_PEM_PKCS8[] =
-	"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSQGkO44ypQYy41Da\nmyw"
-	"BuOqOr7WCrFprW8/LgE4nQhqhRANCAAQTlY+M5O7r0reToeZ9SfU2LI14pTFN\nrwqK6ovx8V+eYtS5Sha63jbdo/o/cln167"
-	"V2TyCraEP3gpx1kcnIDqsX\n-----END PRIVATE KEY-----\n";
+	"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg6qyCaZUPNg92pmCK\ncHz"
+	"eEGNxbmA7fpQTnHBKEON05AWhRANCAARIstgsFVPrX3FlUyt5flbyoDk/tFCR\nlrjy4XkJdakE3VoJKVs0j9z/LqO8h8rtfg"
+	"2iJwE5yS/dGY4qA3YGf5WK\n-----END PRIVATE KEY-----\n";
 static const char JV_SIGNER_KID[] =
-	"d_7IDZM7GTEDJ0Gg4R4Qzwt1jMpLsliTmHbDov1qQQk";
+	"3rg0OEg5B1wC1pHNFqq02se39Q72Vevml0FM0mKoURM";
 static const char JV_RSA_PEM[] =
-	"-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCnPsBi2jCVZFRE\n+rR"
-	"LGPebX0NTuNd3ejeMCtfCMVS0L5bs+CGI1OSa4EsyXqcjXSvW0hmastIQ2h5p\njm3YuyOpUPyyuJLVx3UrugD2Mcz9l0qdZr"
-	"E5OYhyFrRaeSapPm3M2pedvc6531Zd\nZgmWiAo5HUQ/e4MpiUkpHBwNUgyMBP/3CFXyUXxzMpPyFSwvkdyN00h25jjk/RP6\n"
-	"HX80J+rQlAGI7LK3TfryR7V+S2x1oTpJQqbEuLdWoM+sWn08g/e44M8Q/H9hzizA\nQGwesW5wdNabJbAagFysRNmRMfxwKPw"
-	"BwGKMrHMTNSYVbYend9J+fvaVEgQvpuTz\ndghp6EdfAgMBAAECggEABMukqjugY1WOTFtgmmX7tOhNNBQw6sZF282fHycuoG"
-	"tc\nPqzkupmEI+QPiUEJNiyLP8HO0Hk/0xI2B10j+DAcLH7b0ry+dRke2nifDhrNH8Ox\nSi8cy3ZuBlDGrhtwM4Uh59r9YvKu"
-	"Kp/lSDtPRhIzh4INKBbWDXWtc9t6+xohraLB\nJnMdLPEdjPfpimq1d5SqI4ZfGk5TGGrZZk7fcFM1oRprNHUXFhR/C2ZMhoC"
-	"FmeE7\n5bRJmk8qnojZSrp16Ik7penpN2HTSWWX7wvqgSU9CTneGz59BVP7aOWktCtY2FLW\nFVXYQUvVeMBX8nztvf+0YBDyO"
-	"LH4QcGfPHm4WJXbzQKBgQDiqLipH+EAoBPPKIxc\nBDDRB3mZXLvN4eXrWjL6j7gsVS2unUc/Gi3+caEfPTp0ImrPRkfkYAF7"
-	"zUgOi5pt\ndTmcoaWnerhQ/AxyfQPeznkE2SmjWT/8Mao4cmAllorW2CViCiItIS2lC3T9Msx5\nAVtINLghbP1WYuvLAgH6mc"
-	"wMywKBgQC85Rrv0TJF0g7ft1BLE/9iGKNMmyP7s4/i\nSRmey1sFQbMSEaMbZ2qIbPD6o0g4XegMNBxjocF7eCnNGw/xN8ZkM"
-	"r3ZpVY7Q4LV\nt3wBfKqjyfwStK5s2Ei5deVNZnj2dR1FWDztfl+1LeXM6DtC+KbapmpFKg2CuFXi\nDXo1ahdRPQKBgEAIsJq"
-	"/Md7uWopVB0pbuLrlJLpqE3i30C/sfKiC/+Iuckh5kI5I\nRCQ1T/K2ZpQ2wPwr+9WONf0W4ruRPyCbVJpmpJkrN3VRr+aMYR"
-	"KKPHBdNcE7TrNe\nCJwH3BfibvkBeZY4DK25SN7u3K9HsbKh6nr8weRXmT7VlY311D9LQfV/AoGBAIzZ\nuTBBqV7utzCSHEkf"
-	"bDrVbE7fEAHLbuqo33XM5N4Sk1hR1nHEt2dq9HWv81Y0j6cp\n5FFWeFN80o6iM00G7eQhAfeclaQzPwflfY4OS58+Kbw5Bic"
-	"bT38bLhR86I293kmq\n9iORLASJaOVV9XqGtsQreup/5PsoQMICkrHpneFxAoGBAJ5xPcoWNsZfvXEpoV2C\nmW+mIT4bxKmBZ"
-	"321rghLFjdTxQv/a3tFxeYz+XauWSXYsDwLMPTU4LcF+SI3XIq8\nyXYFDEUF7Iwc0p/eyMra0dWqQkSPsSpbWwJ/wlH2e8/g"
-	"WfaDrludonhoWCRbOwu+\nJthkAh38OxZkfy52k4F6H74V\n-----END PRIVATE KEY-----\n";
+	"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDor/8NRvnpHmr4\nwgM"
+	"R6IkfquAv5BGvvHf0FnQ1djQJfv42Nh1X7haQ56e0bgV3St+MrhBeYKOLnGzN\nwvDaYux+EkpGAIIH0pmEcu2Hvx4QwQ81mE"
+	"vDnRji0qxcZ8DFoIC8ch4cXXAZSOpl\nSY3FtB+/mYU/Q8UcxHEDyXKZNe7RjpplycSfX8XFnQOs4UvbaoGREpKyzXaqTSpT\n"
+	"kAzIPYL3i7lhH4OrWRHUjtXRvoJg9R00eebe+PmvXUGJE7JaTgMt38j3Cs7ANJH/\nAmxaK+ZgGhk1xBKR2yD1GXNrD5+fno3"
+	"mHSFgQ03FvNGOmWhVLZz/kBjWXT4Ehv6P\n0ZR4Sy+RAgMBAAECggEANeSFc0LMISUta34sDdrI36/JCu6M9iH1um/07Gj7Nn"
+	"PW\nVyIDe9kmGtu8qPqOg4mw6zlpiyJg3rYVMTcEZ+Bfm/eKglodw8gQTG/9+eHXCdRd\nPHGQorbhC6/1wdU5/cvl5T+dH764"
+	"dvK/b0Qw9Oh6LftVtEhy/+2zq0feJgQq0xf+\nJlVCwGK0IO5CW/iQHfUbPGtVZa9NGDhFIzpxy4h1k7G1bJnBDXcALdswZWq"
+	"fl9Ht\n6S8CGUW3SHx6jYR1XRzZVPjCwsEbnTV9lxZpoE0yONva1IxpoaZzOxNliGimMWvJ\n8ySI5vGNWbPFu2Ezn54n+0I2Z"
+	"77aWvpmNn8DQvK0vQKBgQD8N8bFvSBn8X1EDRAr\nfarxBCEXNgAbT5K+44mgy+R1mFKSvCOglR3MGizjKC29FGj/bBryjCG1"
+	"Xpsb5hj2\n6lTLH04OYIqssdFERIm9lIr1jCQjPYYFP16Lbw99qAC+L4hWXBWUNq6+AX5do5Pa\nQ3ENqCHzmx7TXlivyO6uln"
+	"jYuwKBgQDsLT7vEesZKKnsAplRO75ucJmMmweysQoJ\nBQEXioCIRIDtmbb/asKSml2o6qYWoiW20Ub3jpkgFc0Kmfkdd2QFJ"
+	"K2g9e1dMqWS\nOdbDRK3EN9HOf3LA3snhV3Ix36ADn3H1YJmSQ7scZyUUdRDwZcwme3fmORSn+YAI\nxTZ8rSbKIwKBgQDYdDX"
+	"OtgT9r65FnMBn0q3FsjmD5gApcB0MXdJbgSBMG7Gh5Hze\n75pm83/aYzz9rGp/6pMl3UWAlfSf+NUr8udaez9N72ST2Pczk2"
+	"5ymOy41tCcvcwq\n7LuDBolQ2cHpdnmXQ+fxDwzgW//K9PuKsZ5wjf61RkcqNyn9kn/krZaAyQKBgDQu\niwknXFpisaiDqnxY"
+	"Rur/1e1LE5hXpW/4uxUIdP2mpRXaMKSeYf8iPC9mKOw3Rz3t\nX1CzIQIFzxfYjUIFbwPz5qj5rUg6OHrmbJ0YP4xrCOAnKKO"
+	"UleZD++cpEaG7SOJ+\nRXAbpuvPnlG2y9dRppmaDhO/6OB0L+XALRm+6CMhAoGAcxUP4FQvsXce/x/8EIBU\nxAbF7P5vr744E"
+	"mkqoLUA8aVrM+ZeEmaq2soipbVe67aDy5owSxYoXXJk/e9/JHNg\n5O8Q93asr8/fH1bFCvPzYQBpi5nGfeO9XXEljQdSAmQ7"
+	"GJvjwQBre+aOcPjyANc1\nfcYIt9It912fZaDnK1Me9RI=\n-----END PRIVATE KEY-----\n";
 
 #endif

@@ -1949,8 +1949,12 @@ Test(jwt_issuers, read_and_compiled)
 	cr_assert_str_eq(rt->stages[2].name, "scopes");
 	/* the payload's iss chooses between several issuers: {"iss":"other"} */
 	const char *tok = "e30.eyJpc3MiOiJvdGhlciJ9.c2ln";
-	cr_assert_eq(auth_find_issuer(&cfg->jwt_issuers, tok, strlen(tok)), b);
-	cr_assert_null(auth_find_issuer(&cfg->jwt_issuers, "e30.e30.c2ln", 12));
+	enum jwt_result why = JWT_OK;
+	cr_assert_eq(auth_find_issuer(&cfg->jwt_issuers, tok, strlen(tok), &why), b);
+	cr_assert_null(auth_find_issuer(&cfg->jwt_issuers, "e30.e30.c2ln", 12, &why));
+	cr_assert_eq(why, JWT_BAD_ISSUER);
+	cr_assert_null(auth_find_issuer(&cfg->jwt_issuers, "not-a-jwt", 9, &why));
+	cr_assert_eq(why, JWT_MALFORMED);
 	config_unref(cfg);
 }
 
