@@ -62,6 +62,7 @@ struct rw_jwt_issuer {
 struct rw_jwt_issuers {
 	struct rw_jwt_issuer *list;
 	uint32_t count;
+	bool any_cache;           /* one of them caches: tokens are looked up (compiled) */
 };
 
 /* How a route authenticates its callers (auth.methods bits), tried in this order. */

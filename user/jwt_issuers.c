@@ -163,7 +163,7 @@ static void parse_issuers(struct loader *ld, yaml_node_t *v, void *obj, const st
 	}
 }
 
-/* Each issuer's verification policy. */
+/* Each issuer's verification policy; whether the cache is of use. */
 static void issuers_compile(struct loader *ld, struct rw_config *cfg)
 {
 	for (uint32_t i = 0; i < cfg->jwt_issuers.count; i++) {
@@ -178,6 +178,7 @@ static void issuers_compile(struct loader *ld, struct rw_config *cfg)
 			.consumer_claim = is->consumer_claim,
 			.groups_claim = is->groups_claim,
 		};
+		cfg->jwt_issuers.any_cache |= is->cache;
 	}
 }
 
