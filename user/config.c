@@ -603,6 +603,8 @@ static const struct rule route_rules[] = {
 	  .offset = offsetof(struct rw_route, auth.hide_credentials) },
 	{ .key = "api_key", .parse = auth_parse_api_key, .offset = offsetof(struct rw_route, auth) },
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_route, auth) },
+	{ .key = "rate_limit", .parse = ratelimit_parse,
+	  .offset = offsetof(struct rw_route, rate_limits) },
 	{ 0 }
 };
 
@@ -653,6 +655,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		return;
 	}
 	f->nroutes = schema_item_count(v);
+	ratelimit_frontend_finish(ld, &f->rate_limits, f->name);
 	for (uint32_t i = 0; i < f->nroutes; i++) {
 		yaml_node_t *map = schema_node(ld, v->data.sequence.items.start[i]);
 		struct rw_route *rt = &f->routes[i];
@@ -664,6 +667,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		uint32_t errors_before = ld->nerrors;
 		schema_walk_mapping(ld, map, label, route_rules, rt);
 		auth_route_finish(ld, map, &rt->auth, f, ld->cfg);
+		ratelimit_route_finish(ld, &rt->rate_limits, rt->name, f);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
 		if (sound[i])
 			check_shadowing(ld, f, sound, rt, map);
@@ -765,6 +769,8 @@ static const struct rule frontend_rules[] = {
 	{ .key = "deny_groups", .parse = auth_parse_deny_groups,
 	  .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_frontend, auth) },
+	{ .key = "rate_limit", .parse = ratelimit_parse,
+	  .offset = offsetof(struct rw_frontend, rate_limits) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };
@@ -822,6 +828,7 @@ static void frontends_free(struct rw_config *cfg)
 			free(f->routes[j].path);
 			free(f->routes[j].strip_prefix);
 			auth_route_free(&f->routes[j].auth);
+			ratelimit_free(&f->routes[j].rate_limits);
 			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
@@ -829,6 +836,7 @@ static void frontends_free(struct rw_config *cfg)
 			tls_server_config_free(f->listens[j].tls);
 		schema_free_addresses(f->listens, f->nlistens);
 		auth_route_free(&f->auth);
+		ratelimit_free(&f->rate_limits);
 		free(f->name);
 	}
 	free(cfg->frontends);
@@ -850,7 +858,7 @@ static const struct config_section frontends_section = {
 static const struct config_section *const sections[] = {
 	&workers_section,   &access_log_section,   &drain_timeout_section, &limits_section,
 	&upstreams_section, &auth_config_section,  &jwt_issuers_section,   &identity_token_section,
-	&frontends_section, &xdp_config_section,   &admin_config_section,
+	&frontends_section, &rate_limit_store_section, &xdp_config_section, &admin_config_section,
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 

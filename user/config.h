@@ -12,6 +12,7 @@
 #include "../bpf/limiter.h"
 #include "auth.h"
 #include "identity.h"
+#include "ratelimit.h"
 
 struct router;
 struct stage;
@@ -65,6 +66,7 @@ struct rw_route {
 	uint32_t strip_len;
 	uint32_t index;     /* position in its frontend's routes */
 	struct rw_route_auth auth; /* who may call it (auth.h) */
+	struct rw_rate_limits rate_limits; /* its frontend's and its own (ratelimit.h) */
 	struct stage *stages; /* the policies a request on this route runs, in order (stage.h) */
 	uint32_t nstages;
 	struct route_stats *stats; /* its counters (metrics_bind) */
@@ -78,6 +80,7 @@ struct rw_frontend {
 	uint32_t nroutes;
 	struct router *router; /* compiled from routes */
 	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups, scopes */
+	struct rw_rate_limits rate_limits; /* shared by its routes (ratelimit.h) */
 	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 
@@ -150,6 +153,7 @@ struct rw_config {
 	struct rw_consumers consumers;
 	struct rw_jwt_issuers jwt_issuers;
 	struct rw_identity_token identity;
+	struct rw_rate_limit_store rate_limit_store;
 	struct rw_frontend *frontends;
 	uint32_t nfrontends;
 	struct rw_xdp xdp;

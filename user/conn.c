@@ -315,6 +315,12 @@ void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool c
 	const char *request_id = x ? x->request_id : made_id;
 	if (!x)
 		request_id_make(made_id, loop_random(l), loop_random(l));
+	char lines[RL_HEADERS_MAX + 512]; /* a limited route's RateLimit fields on every answer */
+	if (x && x->rl_headers_len) {
+		snprintf(lines, sizeof lines, "%.*s%s", (int)x->rl_headers_len, x->rl_headers,
+			 extra ? extra : "");
+		extra = lines;
+	}
 	uint32_t id = buf_heap_get(&l->bufs);
 	size_t n = id == UINT32_MAX ? 0 : reason_write_response(r, extra, request_id, close,
 								 buf_ptr(&l->bufs, id),

@@ -52,6 +52,7 @@ struct exchange {
 	bool req_done;            /* every request byte is queued to the upstream */
 	bool pumping;             /* a leg takes the body: the client is read */
 	uint64_t max_body;        /* set by the body-limit stage */
+	uint16_t rl_headers_len;  /* rl_headers holds this many bytes for the answer */
 	int64_t req_remaining;    /* Content-Length bytes still to forward */
 	struct chunk_scanner req_cs;
 	struct splice_leg req_splice;
@@ -61,6 +62,7 @@ struct exchange {
 	uint64_t bytes_in, bytes_out_queued;
 	/* not cleared when the exchange is reused: who.method is, the rest is written before use */
 	struct auth_identity who; /* who the request is from (auth.h); method 0: unknown */
+	char rl_headers[RL_HEADERS_MAX]; /* the RateLimit fields of the answer (ratelimit.h) */
 	struct http_request req;  /* last: only its used headers are copied in */
 };
 

@@ -279,6 +279,8 @@ struct scrape {
 	unsigned nworkers;
 	uint64_t refusals[RW_REASON_COUNT];
 	uint64_t auth[METRICS_AUTH_METHODS][2], auth_cache[METRICS_AUTH_METHODS][2];
+	uint64_t redis_calls[REDIS_RESULTS], redis_connects, redis_connected;
+	uint64_t rate_limit[RL_DECISIONS];
 	bool has_xdp;
 	struct rw_xdp_metrics xdp;
 	uint64_t now_ms;
@@ -417,6 +419,12 @@ static int scrape(struct metrics *m, const struct rw_config *cfg, struct scrape 
 				s->auth[a][k] += rd(&ws->auth[a][k]);
 				s->auth_cache[a][k] += rd(&ws->auth_cache[a][k]);
 			}
+		for (unsigned k = 0; k < REDIS_RESULTS; k++)
+			s->redis_calls[k] += rd(&ws->redis_calls[k]);
+		s->redis_connects += rd(&ws->redis_connects);
+		s->redis_connected += rd(&ws->redis_connected);
+		for (unsigned k = 0; k < RL_DECISIONS; k++)
+			s->rate_limit[k] += rd(&ws->rate_limit[k]);
 	}
 	s->now_ms = monotonic_ms();
 	return 0;
@@ -734,6 +742,38 @@ static void format_auth(struct writer *w, const struct scrape *s)
 	}
 }
 
+static void format_rate_limit(struct writer *w, const struct scrape *s)
+{
+	static const char *const decisions[RL_DECISIONS] = {
+		[RL_ADMITTED] = "admitted", [RL_REFUSED] = "refused",
+		[RL_FAILURE_LOCAL] = "store_failed_local", [RL_FAILURE_ALLOWED] = "store_failed_allowed",
+		[RL_FAILURE_DENIED] = "store_failed_denied",
+	};
+	static const char *const results[REDIS_RESULTS] = {
+		[REDIS_OK] = "ok", [REDIS_ERROR_REPLY] = "error_reply", [REDIS_TIMEOUT] = "timeout",
+		[REDIS_DISCONNECTED] = "disconnected",
+	};
+	struct label l;
+	family(w, "ringway_rate_limit_total", "counter",
+	       "Rate-limit decisions: admitted, refused (429), or made by on_failure when the store "
+	       "did not answer (decided locally, allowed, denied).");
+	for (unsigned k = 0; k < RL_DECISIONS; k++) {
+		l = (struct label){ "decision", decisions[k] };
+		sample_u64(w, "ringway_rate_limit_total", &l, 1, s->rate_limit[k]);
+	}
+	family(w, "ringway_redis_calls_total", "counter",
+	       "Calls to the rate-limit store (Redis) by result.");
+	for (unsigned k = 0; k < REDIS_RESULTS; k++) {
+		l = (struct label){ "result", results[k] };
+		sample_u64(w, "ringway_redis_calls_total", &l, 1, s->redis_calls[k]);
+	}
+	family(w, "ringway_redis_connects_total", "counter", "Connections made to Redis.");
+	sample_u64(w, "ringway_redis_connects_total", NULL, 0, s->redis_connects);
+	family(w, "ringway_redis_connected_workers", "gauge",
+	       "Workers whose connection to Redis is up.");
+	sample_u64(w, "ringway_redis_connected_workers", NULL, 0, s->redis_connected);
+}
+
 static void format_xdp(struct writer *w, const struct scrape *s)
 {
 	const struct rw_xdp_metrics *x = &s->xdp;
@@ -775,6 +815,7 @@ static void format_exposition(struct writer *w, const struct scrape *s)
 	format_upstreams(w, s);
 	format_workers(w, s);
 	format_auth(w, s);
+	format_rate_limit(w, s);
 	if (s->has_xdp)
 		format_xdp(w, s);
 }

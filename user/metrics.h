@@ -22,6 +22,13 @@
 #define METRICS_UNTIMED UINT64_MAX /* a duration that is not known */
 #define METRICS_AUTH_METHODS 4   /* api_key, jwt, basic, mtls: the bit number of AUTH_* (auth.h) */
 
+/* What became of a call to Redis (redis.h). */
+enum redis_result { REDIS_OK = 0, REDIS_ERROR_REPLY, REDIS_TIMEOUT, REDIS_DISCONNECTED,
+		    REDIS_RESULTS };
+/* A rate-limit decision (ratelimit.h): from the local table or Redis, or by on_failure. */
+enum rl_decision { RL_ADMITTED = 0, RL_REFUSED, RL_FAILURE_LOCAL, RL_FAILURE_ALLOWED,
+		   RL_FAILURE_DENIED, RL_DECISIONS };
+
 /* c += n, by the one thread that writes c (a plain load and store, no lock prefix). */
 static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
 {
@@ -72,6 +79,9 @@ struct worker_stats {
 	_Atomic uint64_t refusals[RW_REASON_COUNT]; /* requests answered or failed with a reason */
 	_Atomic uint64_t auth[METRICS_AUTH_METHODS][2];       /* credentials checked: valid, not */
 	_Atomic uint64_t auth_cache[METRICS_AUTH_METHODS][2]; /* auth_cache lookups: hit, miss */
+	_Atomic uint64_t redis_calls[REDIS_RESULTS];          /* enum redis_result */
+	_Atomic uint64_t redis_connects, redis_connected;     /* connections made; gauge 0/1 */
+	_Atomic uint64_t rate_limit[RL_DECISIONS];            /* enum rl_decision */
 	_Atomic(const unsigned *) cq_overflow; /* the ring's kernel overflow counter; NULL: no ring */
 } __attribute__((aligned(METRICS_LINE)));
 

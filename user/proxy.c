@@ -501,9 +501,12 @@ static size_t build_response_head(const struct exchange *x, const struct http_re
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		const struct http_header *h = &r->headers[i];
 		if (!h->hop && h->id != HDR_X_REQUEST_ID &&
-		    !(hsts && slice_ieq(h->name, "strict-transport-security", 25)))
+		    !(hsts && slice_ieq(h->name, "strict-transport-security", 25)) &&
+		    !(x->rl_headers_len && h->name.len > 10 &&
+		      slice_ieq(slice_make(h->name.p, 10), "ratelimit-", 10)))
 			w_header(&o, h->name, h->value);
 	}
+	w_put(&o, x->rl_headers, x->rl_headers_len); /* the gateway's limits, not the upstream's */
 	w_str(&o, "X-Request-Id: ");
 	w_str(&o, x->request_id);
 	w_str(&o, "\r\n");

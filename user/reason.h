@@ -41,11 +41,14 @@ struct writer;
 	X(ACL_DENIED, 403, "acl_denied", "not allowed to call this route")                         \
 	X(AUTH_BUSY, 503, "auth_busy", "too many credential checks waiting: retry later")           \
 	X(INSUFFICIENT_SCOPE, 403, "insufficient_scope", "the token lacks a scope this route needs") \
+	X(RATE_LIMITED, 429, "rate_limited", "too many requests")                                  \
 	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \
 	X(UPSTREAM_RESET, 502, "upstream_reset", "upstream closed or reset the connection")        \
 	X(UPSTREAM_BAD_RESPONSE, 502, "upstream_bad_response", "upstream sent an invalid response") \
 	X(UPSTREAM_TLS_FAILED, 502, "upstream_tls_failed", "TLS with the upstream failed")         \
+	X(RATE_LIMIT_UNAVAILABLE, 503, "rate_limit_unavailable",                                   \
+	  "the rate-limit store did not answer")                                                   \
 	X(UPSTREAM_UNAVAILABLE, 503, "upstream_unavailable", "no upstream connection available")   \
 	X(UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_connect_timeout", "upstream connect timed out") \
 	X(UPSTREAM_TIMEOUT, 504, "upstream_timeout", "upstream response timed out")                \

@@ -58,6 +58,7 @@ struct shard {
 	struct auth_cache *auth_cache;   /* verified credentials (auth_cache.h) */
 	struct identity_minter *minter;  /* identity tokens (identity.h) */
 	int64_t auth_logged_at;          /* when auth last logged a refusal (seconds) */
+	uint64_t rl_logged_at;           /* when a rate limit last logged a refusal (seconds) */
 	struct offload_pool *offload;    /* the process's thread for slow work (offload.h) */
 	struct offload_inbox inbox;      /* its results for this worker */
 	struct http_request req;     /* scratch for the head being parsed */

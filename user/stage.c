@@ -1,5 +1,6 @@
 /* stage.c — compiling a route's stages (the body limit first, then authentication, the ACL and
- * the scopes of auth.h when the route has them), and the stages the core owns: the request-body
+ * the scopes of auth.h, then the rate limits of ratelimit.h, when the route has them), and the
+ * stages the core owns: the request-body
  * limit (413 for a declared Content-Length over the limit; a chunked body is held to the same
  * limit as it is forwarded). Policy modules add theirs to stages_compile. */
 #include "stage.h"
@@ -21,7 +22,7 @@ static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 
 int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 {
-	rt->stages = calloc(4, sizeof *rt->stages);
+	rt->stages = calloc(5, sizeof *rt->stages);
 	if (!rt->stages)
 		return -1;
 	uint32_t n = 0;
@@ -34,6 +35,9 @@ int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 		rt->stages[n++] = (struct stage){ .name = "acl", .run = auth_acl };
 	if (rt->auth.nscopes)
 		rt->stages[n++] = (struct stage){ .name = "scopes", .run = auth_scopes };
+	if (rt->rate_limits.count)
+		rt->stages[n++] = (struct stage){ .name = "rate_limit", .run = ratelimit_check,
+						  .cancel = ratelimit_cancel };
 	rt->nstages = n;
 	return 0;
 }

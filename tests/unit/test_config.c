@@ -332,7 +332,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 	EXPECT_ERRORS("wrokers: 4\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
 		      "t.yaml:1:1: top level: unknown key 'wrokers' (valid keys: workers, "
 		      "access_log, drain_timeout, limits, upstreams, consumers, jwt_issuers, "
-		      "identity_token, frontends, xdp, admin)");
+		      "identity_token, frontends, rate_limit_store, xdp, admin)");
 	EXPECT_ERRORS("limits:\n"
 		      "  max_header_bytes: 4096\n"
 		      "  max_headers: 10\n" UPSTREAMS FRONTEND_HEAD ONE_ROUTE,
@@ -352,10 +352,10 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
 		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
 		      "upstream, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
-		      "api_key, scopes)");
+		      "api_key, scopes, rate_limit)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, scopes, routes)");
+		      "auth, allow_groups, deny_groups, scopes, rate_limit, routes)");
 }
 
 Test(config_errors, wrong_types)
@@ -700,7 +700,7 @@ Test(config_errors, every_error_is_reported_in_file_order)
 		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
 		      "random, least_conn)",
 		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, scopes, routes)",
+		      "auth, allow_groups, deny_groups, scopes, rate_limit, routes)",
 		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
 		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
 		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
@@ -2056,4 +2056,76 @@ Test(identity_token, errors)
 		"t.yaml:13:14: jwks_path: 'keys' must start with '/'",
 		"t.yaml:14:3: identity_token: unknown key 'kid' (valid keys: key_file, alg, header, ttl, "
 		"issuer, per_request, jwks_path)");
+}
+
+/* ---- rate limits -------------------------------------------------------------------------------- */
+
+Test(rate_limit, frontend_limits_first_and_shared_route_limits_own)
+{
+	struct rw_config *cfg = load_ok(UPSTREAMS
+		"frontends:\n"
+		"  - name: public\n"
+		"    listen: [\"127.0.0.1:8080\"]\n"
+		"    rate_limit: [{by: ip, rate: 1000/min}]\n"
+		"    routes:\n"
+		"      - name: a\n"
+		"        match: {path_prefix: /a}\n"
+		"        upstream: users\n"
+		"        rate_limit:\n"
+		"          - {by: consumer, rate: 100/s, burst: 200}\n"
+		"          - {by: \"header:X-Tenant\", rate: 50/s}\n"
+		"          - {by: route, rate: 10/h}\n"
+		"      - {name: b, match: {path_prefix: /b}, upstream: users}\n"
+		"rate_limit_store: {redis: \"127.0.0.1:6379\", on_failure: deny}\n");
+	const struct rw_route *a = &cfg->frontends[0].routes[0], *b = &cfg->frontends[0].routes[1];
+	cr_assert_eq(a->rate_limits.count, 4);
+	const struct rw_rate_limit *l = a->rate_limits.list;
+	cr_assert_eq(l[0].by, RL_BY_IP);
+	cr_assert_eq(l[0].count, 1000);
+	cr_assert_eq(l[0].period_s, 60);
+	cr_assert_eq(l[0].burst, 1000);
+	cr_assert_eq(l[0].interval_ns, 60000000);
+	cr_assert_str_eq(l[0].scope, "fe/public#0");
+	cr_assert_eq(l[1].by, RL_BY_CONSUMER);
+	cr_assert_eq(l[1].burst, 200);
+	cr_assert_eq(l[1].interval_ns, 10000000);
+	cr_assert_str_eq(l[1].scope, "rt/public/a#0");
+	cr_assert_eq(l[2].by, RL_BY_HEADER);
+	cr_assert_str_eq(l[2].header, "X-Tenant");
+	cr_assert_eq(l[3].by, RL_BY_ROUTE);
+	cr_assert_eq(l[3].period_s, 3600);
+	cr_assert_str_eq(a->rate_limits.policy,
+			 "1000;w=60;burst=1000, 100;w=1;burst=200, 50;w=1;burst=50, 10;w=3600;burst=10");
+	cr_assert_str_eq(a->stages[a->nstages - 1].name, "rate_limit");
+	/* b has the frontend's limit, in the same buckets as a's */
+	cr_assert_eq(b->rate_limits.count, 1);
+	cr_assert_str_eq(b->rate_limits.list[0].scope, "fe/public#0");
+	cr_assert_eq(b->rate_limits.list[0].scope_hash, l[0].scope_hash);
+	cr_assert(cfg->rate_limit_store.redis);
+	cr_assert_eq(cfg->rate_limit_store.on_failure, RL_ON_FAILURE_DENY);
+	cr_assert_eq(cfg->rate_limit_store.timeout_ms, 50);
+	config_unref(cfg);
+}
+
+Test(rate_limit, errors)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		"      - name: r\n"
+		"        match: {path_prefix: /}\n"
+		"        upstream: users\n"
+		"        rate_limit:\n"
+		"          - {by: user, rate: 10/s}\n"
+		"          - {by: ip, rate: 10/day}\n"
+		"          - {by: ip, rate: 0/s, burst: 0}\n"
+		"          - {by: \"header:X Tenant\"}\n"
+		"rate_limit_store: {redis: \"localhost:6379\", on_failure: ignore}\n",
+		"t.yaml:11:18: by: 'user' is not one of consumer, ip, route, header:NAME",
+		"t.yaml:12:28: rate: '10/day' is not N/s, N/m or N/h with N from 1 to 1000000000",
+		"t.yaml:13:28: rate: '0/s' is not N/s, N/m or N/h with N from 1 to 1000000000",
+		"t.yaml:13:40: burst: 0 is out of range 1..1000000000",
+		"t.yaml:14:13: rate_limit: missing required key 'rate'",
+		"t.yaml:14:18: by: 'header:X Tenant' is not one of consumer, ip, route, header:NAME",
+		"t.yaml:15:27: redis: invalid address 'localhost:6379' (expected a.b.c.d:port or "
+		"[ipv6]:port, numeric, port 1..65535)",
+		"t.yaml:15:57: on_failure: invalid value 'ignore' (expected one of local, allow, deny)");
 }
