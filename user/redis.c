@@ -343,9 +343,8 @@ static void connect_timed_out(struct timer *tm)
 
 /* A new connection: the socket, the connect through the ring, its deadline, and the known scripts
  * queued to load first. */
-static void try_connect(struct timer *tm)
+static void connect_now(struct redis *r)
 {
-	struct redis *r = container_of(tm, struct redis, reconnect_tm);
 	int fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct redis_conn *conn = fd >= 0 ? malloc(sizeof *conn) : NULL;
 	if (r->reader)
@@ -375,6 +374,11 @@ static void try_connect(struct timer *tm)
 	timer_arm(&r->loop->wheel, &conn->s.tm, REDIS_CONNECT_TIMEOUT_MS, connect_timed_out);
 	for (uint32_t i = 0; i < r->nscripts && r->conn == conn; i++)
 		queue_load(r, i);
+}
+
+static void try_connect(struct timer *tm)
+{
+	connect_now(container_of(tm, struct redis, reconnect_tm));
 }
 
 static void schedule_reconnect(struct redis *r)
@@ -529,8 +533,7 @@ struct redis *redis_new(struct shard *sh, const struct rw_sockaddr *addr, uint32
 	r->timeout_ms = timeout_ms ? timeout_ms : 1;
 	r->backoff_ms = REDIS_BACKOFF_FIRST_MS;
 	set_connected(r, false);
-	/* the first attempt from the loop (the worker may not run it yet) */
-	timer_arm(&r->loop->wheel, &r->reconnect_tm, 0, try_connect);
+	connect_now(r); /* submitted with the loop's next turn */
 	return r;
 }
 
@@ -627,6 +630,11 @@ void redis_call_cancel(struct redis_call *c)
 bool redis_connected(const struct redis *r)
 {
 	return r && r->state == R_UP;
+}
+
+bool redis_accepting(const struct redis *r)
+{
+	return r && r->state != R_DOWN;
 }
 
 bool redis_is_at(const struct redis *r, const struct rw_sockaddr *a)

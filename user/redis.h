@@ -43,23 +43,27 @@ typedef void redis_reply_fn(void *arg, const struct redisReply *reply, const cha
  * hangs, and the calls after it would only time out too. */
 #define REDIS_STALL_MS 1000u
 
-/* Starts connecting (non-blocking, on the shard's ring, from its loop) and keeps a connection:
- * reconnects with backoff REDIS_BACKOFF_FIRST_MS doubling to REDIS_BACKOFF_MAX_MS after a failure;
- * logs a lost and a regained connection once. Counts in the shard's worker_stats. NULL when out of
- * memory. */
+/* Starts connecting (non-blocking, on the shard's ring: submitted with its loop's next turn) and
+ * keeps a connection: reconnects with backoff REDIS_BACKOFF_FIRST_MS doubling to
+ * REDIS_BACKOFF_MAX_MS after a failure; logs a lost and a regained connection once. Counts in the
+ * shard's worker_stats. NULL when out of memory. */
 struct redis *redis_new(struct shard *sh, const struct rw_sockaddr *addr, uint32_t timeout_ms);
 /* Pending calls get their callback with reply NULL first (REDIS_WHY_DISCONNECTED); then the
  * connection is closed through the loop (the shard's loop must still run to free its socket, or
  * be destroyed after: loop_destroy frees closed sockets). */
 void redis_free(struct redis *r);
 /* EVALSHA s->sha1 nkeys args... (argv[0..argc) are the keys then the other arguments). s must
- * outlive r. fn may be NULL: the reply is then dropped. NULL only when out of memory and fn is
- * NULL; otherwise a failure comes through fn. */
+ * outlive r. fn may be NULL: the reply is then dropped. NULL when out of memory for the call
+ * itself (fn will not run); any other failure comes through fn. The call is r's until its
+ * callback ran (or it was cancelled): the caller forgets it then. */
 struct redis_call *redis_eval(struct redis *r, const struct redis_script *s, int nkeys, int argc,
 			      const char *const *argv, const size_t *argvlen,
 			      redis_reply_fn *fn, void *arg);
 void redis_call_cancel(struct redis_call *c); /* its callback will not run */
 bool redis_connected(const struct redis *r);
+/* Calls are sent now (connected) or queued until the connect in flight ends; false while the
+ * connection is down (between attempts): calls would only fail. */
+bool redis_accepting(const struct redis *r);
 /* Whether r talks to the address a (a reload that keeps it keeps the connection). */
 bool redis_is_at(const struct redis *r, const struct rw_sockaddr *a);
 /* The deadline of calls made from now on. */
