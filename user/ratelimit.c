@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "redis.h"
 #include "shard.h"
+#include "writer.h"
 
 /* After metrics.h: hiredis defines REDIS_OK as a macro (0, the enumerator's value). */
 #include <hiredis/hiredis.h>
@@ -214,11 +215,17 @@ static uint64_t key_hash(struct exchange *x, const struct rw_rate_limit *l)
 static void set_headers(struct exchange *x, const struct rw_rate_limits *ls,
 			const struct rw_rate_limit *l, uint32_t remaining, uint64_t debt_ns)
 {
-	int n = snprintf(x->rl_headers, sizeof x->rl_headers,
-			 "RateLimit-Limit: %u\r\nRateLimit-Remaining: %u\r\nRateLimit-Reset: %llu\r\n"
-			 "RateLimit-Policy: %s\r\n", l->burst, remaining,
-			 (unsigned long long)((debt_ns + NS_PER_S - 1) / NS_PER_S), ls->policy);
-	x->rl_headers_len = n > 0 && (size_t)n < sizeof x->rl_headers ? (uint16_t)n : 0;
+	struct writer w = writer_init(x->rl_headers, sizeof x->rl_headers);
+	w_str(&w, "RateLimit-Limit: ");
+	w_u64(&w, l->burst);
+	w_str(&w, "\r\nRateLimit-Remaining: ");
+	w_u64(&w, remaining);
+	w_str(&w, "\r\nRateLimit-Reset: ");
+	w_u64(&w, (debt_ns + NS_PER_S - 1) / NS_PER_S);
+	w_str(&w, "\r\nRateLimit-Policy: ");
+	w_str(&w, ls->policy);
+	w_str(&w, "\r\n");
+	x->rl_headers_len = w.overflow ? 0 : (uint16_t)writer_len(&w);
 }
 
 /* Logs a refusal at most once a second per worker. */
