@@ -559,8 +559,10 @@ enum stage_result ratelimit_check(struct exchange *x, const struct stage *st)
 	const struct rw_rate_limits *ls = &x->route->rate_limits;
 	if (!x->snap->cfg->rate_limit_store.redis)
 		return decide_locally(x, ls);
-	if (!redis_accepting(x->sh->redis))
+	if (!redis_accepting(x->sh->redis)) { /* its calls would fail at once: they are not made */
+		stat_add(&x->sh->stats->redis_calls[REDIS_DISCONNECTED], ls->count);
 		return store_failed(x, ls, "not connected");
+	}
 	return ask_redis(x, ls);
 }
 
