@@ -366,3 +366,54 @@ def test_redis_hanging_times_out_then_late_replies_dropped(have_redis, upstream,
         if gw:
             stop_gateway(gw)
         redis.stop()
+
+
+def dbsize(port):
+    """The number of keys in the Redis on port (one RESP command on a socket of its own)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"*1\r\n$6\r\nDBSIZE\r\n")
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b":"), data
+    return int(data[1:].strip())
+
+
+def test_reload_moves_to_another_redis(have_redis, upstream, tmp_path_factory):
+    """A reload that changes rate_limit_store.redis makes every worker connect to the new address
+    (the old connections close); the buckets are then in the new Redis."""
+    one = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    two = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    gw = None
+    try:
+        gw = start_gateway(tmp_path_factory, upstream, one.port, "deny")
+        assert wait_connected([gw])
+        cl = Client(gw.port)
+        assert cl.get()[0] == 200
+        assert dbsize(one.port) == 1 and dbsize(two.port) == 0
+        connects = metrics(gw)["ringway_redis_connects_total"]
+        with open(gw.config) as f:
+            text = f.read()
+        with open(gw.config, "w") as f:
+            f.write(text.replace(f"127.0.0.1:{one.port}", f"127.0.0.1:{two.port}"))
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            m = metrics(gw)
+            if (m["ringway_redis_connects_total"] >= connects + 2 and
+                    m["ringway_redis_connected_workers"] == 2):
+                break
+            time.sleep(0.05)
+        assert f"redis 127.0.0.1:{two.port}: connected" in gw.logs(), gw.logs()[-2000:]
+        statuses = [cl.get()[0] for _ in range(3)]
+        assert set(statuses) <= {200, 429} and 200 in statuses, statuses
+        assert dbsize(two.port) == 1
+        cl.close()
+    finally:
+        if gw:
+            stop_gateway(gw)
+        one.stop()
+        two.stop()
