@@ -222,16 +222,18 @@ static struct redis_call *pop(struct redis *r)
 /* ---- the connection --------------------------------------------------------------------------- */
 
 static void lost(struct redis *r, const char *what);
+static void lose(struct redis *r, const char *what, bool now);
 
 static void schedule_reconnect(struct redis *r);
 
 /* Copies a formatted command onto the connection's out queue. False when out of memory (the
- * connection is then dropped: a partial command cannot be taken back). */
+ * connection is then dropped: a partial command cannot be taken back; the pending calls fail
+ * from the loop, as this may run inside redis_eval). */
 static bool write_cmd(struct redis *r, const char *cmd, size_t len)
 {
 	if (sock_write_copy(r->loop, &r->conn->s, cmd, len))
 		return true;
-	lost(r, "out of memory for a command");
+	lose(r, "out of memory for a command", false);
 	return false;
 }
 
@@ -390,8 +392,9 @@ static void schedule_reconnect(struct redis *r)
 }
 
 /* The connection failed or broke (what: why, for the log): it is closed, every pending call
- * fails, and the next attempt waits for the backoff. Logged once per loss. */
-static void lost(struct redis *r, const char *what)
+ * fails (now, or from the loop), and the next attempt waits for the backoff. Logged once per
+ * loss. */
+static void lose(struct redis *r, const char *what, bool now)
 {
 	struct redis_conn *conn = r->conn;
 	if (conn) {
@@ -410,7 +413,23 @@ static void lost(struct redis *r, const char *what)
 	}
 	set_connected(r, false);
 	schedule_reconnect(r);
-	fail_pending(r, REDIS_WHY_DISCONNECTED);
+	if (now) {
+		fail_pending(r, REDIS_WHY_DISCONNECTED);
+		return;
+	}
+	struct redis_call *c = r->head;
+	r->head = r->tail = NULL;
+	r->npending = 0;
+	while (c) {
+		struct redis_call *next = c->next;
+		fail_later(r, c, REDIS_WHY_DISCONNECTED);
+		c = next;
+	}
+}
+
+static void lost(struct redis *r, const char *what)
+{
+	lose(r, what, true);
 }
 
 /* One reply, for the call at the head of the FIFO. */
