@@ -5,11 +5,14 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config liburing-dev libwolfssl-dev libxxhash-dev libbpf-dev
-            libyaml-dev libjansson-dev clang llvm bpftool libelf-dev zlib1g-dev
+            libyaml-dev libjansson-dev libhiredis-dev clang llvm bpftool libelf-dev zlib1g-dev
             dpkg-dev autoconf automake libtool)
 # dpkg-dev (apt-get source), autoconf, automake, libtool: kernel/build-wolfssl.sh, which rebuilds
 # Debian's wolfSSL with its assembly when the system library lacks it (WOLFSSL=system skips it).
-test_pkgs=(libcriterion-dev python3-pytest python3-jwt python3-cryptography libclang-rt-14-dev curl iproute2 prometheus testssl.sh)
+# libhiredis-dev: the Redis protocol layer of the rate limiter's cluster mode (user/redis.c).
+# redis-server: the store that tests/integration/test_ratelimit_redis.py starts on 127.0.0.1.
+test_pkgs=(libcriterion-dev python3-pytest python3-jwt python3-cryptography libclang-rt-14-dev curl iproute2 prometheus testssl.sh
+           redis-server)
 bench_pkgs=(nginx-light haproxy wrk nghttp2-client linux-perf)
 
 want=()
@@ -41,7 +44,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Packages with a daemon (nginx, haproxy) must not start one: the benchmarks start their own.
+# Packages with a daemon (nginx, haproxy, redis-server) must not start one: the benchmarks and
+# tests start their own.
 policy=/usr/sbin/policy-rc.d
 made_policy=0
 if [ ! -e "$policy" ]; then

@@ -93,4 +93,17 @@ uint64_t ratelimit_table_evictions(void);
 stage_fn ratelimit_check;
 stage_cancel_fn ratelimit_cancel;
 
+/* ---- cluster mode (Redis) ----------------------------------------------------------------------- */
+
+struct shard;
+/* The Redis key of a request's bucket: "ringway:rl:{<32 hex digits>}", the 128-bit xxHash of the
+ * limit's scope and the request's value in braces (the key's Redis Cluster slot). */
+#define RL_REDIS_KEY_MAX 48u
+/* The Lua script of one decision: GCRA on Redis's own clock (TIME), as gcra_admit; KEYS[1] the
+ * bucket, ARGV[1] the interval in microseconds, ARGV[2] the burst; returns {1, debt µs} or
+ * {0, retry µs}. */
+extern const char ratelimit_script_text[];
+/* The shard's pooled waits (worker teardown). */
+void ratelimit_shard_free(struct shard *sh);
+
 #endif

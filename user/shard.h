@@ -20,6 +20,8 @@
 
 struct client;
 struct exchange;
+struct redis;
+struct rl_wait;
 struct worker_stats;
 
 /* A shard's hold on one config snapshot: what the snapshot's names mean on this worker. An
@@ -59,6 +61,9 @@ struct shard {
 	struct identity_minter *minter;  /* identity tokens (identity.h) */
 	int64_t auth_logged_at;          /* when auth last logged a refusal (seconds) */
 	uint64_t rl_logged_at;           /* when a rate limit last logged a refusal (seconds) */
+	uint64_t rl_failure_logged_at;   /* when it last logged a failure of its store (seconds) */
+	struct redis *redis;             /* the rate-limit store's connection (redis.h), or NULL */
+	struct rl_wait *rl_free_waits;   /* rate-limit stages waiting for Redis: free ones */
 	struct offload_pool *offload;    /* the process's thread for slow work (offload.h) */
 	struct offload_inbox inbox;      /* its results for this worker */
 	struct http_request req;     /* scratch for the head being parsed */

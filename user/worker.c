@@ -22,6 +22,8 @@
 #include "conn.h"
 #include "exchange.h"
 #include "identity.h"
+#include "ratelimit.h"
+#include "redis.h"
 #include "ring.h"
 #include "sock.h"
 
@@ -201,6 +203,26 @@ static int add_listeners(struct shard *sh, struct handover *h, bool running)
 	return 0;
 }
 
+/* The shard's connection to the rate-limit store follows the current snapshot: made when a store
+ * first appears, made anew when its address changes (the calls pending on the old one fail: their
+ * on_failure decides), let go when the store goes. */
+static void follow_store(struct shard *sh)
+{
+	const struct rw_rate_limit_store *st = &shard_cfg(sh)->rate_limit_store;
+	bool wanted = st->redis && st->addr;
+	if (sh->redis && (!wanted || !redis_is_at(sh->redis, st->addr))) {
+		redis_free(sh->redis);
+		sh->redis = NULL;
+	}
+	if (!wanted)
+		return;
+	if (sh->redis)
+		redis_set_timeout(sh->redis, st->timeout_ms);
+	else if (!(sh->redis = redis_new(sh, st->addr, st->timeout_ms)))
+		log_error("out of memory for the connection to redis %s: on_failure decides",
+			  st->addr->text);
+}
+
 /* The handover in the mailbox, if any: the removed listeners retired, the new ones added, the
  * snapshot adopted. */
 static void take_handover(struct worker *w, bool running)
@@ -214,6 +236,7 @@ static void take_handover(struct worker *w, bool running)
 	if (add_listeners(sh, h, running) || shard_adopt(sh, config_ref(h->cfg)))
 		log_error("out of memory taking configuration generation %llu: keeping the running one",
 			  (unsigned long long)h->cfg->generation);
+	follow_store(sh);
 	atomic_store(&w->taken, h->number);
 	handover_free(h);
 }
@@ -340,6 +363,11 @@ static void *worker_main(void *arg)
 	for (;;) {
 		if (!w->shard.stopping && atomic_load(&w->stop_requested))
 			begin_drain(w);
+		/* the last exchange is gone: the store's connection closes through the loop too */
+		if (w->shard.stopping && w->shard.nclients == 0 && w->shard.redis) {
+			redis_free(w->shard.redis);
+			w->shard.redis = NULL;
+		}
 		/* done when no client is left, every closed socket's operations have ended and the
 		 * access log is written */
 		if (w->shard.stopping && ((w->shard.nclients == 0 && w->shard.loop.nclosing == 0 &&
@@ -358,6 +386,8 @@ static void *worker_main(void *arg)
 
 static void worker_destroy(struct worker *w)
 {
+	redis_free(w->shard.redis); /* still there when the worker never ran, or gave up draining */
+	w->shard.redis = NULL;
 	sock_free_closed(&w->shard.loop, false); /* before the pools their connections go back to */
 	for (uint32_t i = 0; i < w->shard.nlisteners; i++) {
 		struct shard_listener *sl = w->shard.listeners[i];
@@ -378,6 +408,7 @@ static void worker_destroy(struct worker *w)
 		free(x);
 	}
 	offload_drain(&w->shard.inbox); /* jobs whose exchange is gone: freed */
+	ratelimit_shard_free(&w->shard);
 	auth_cache_free(w->shard.auth_cache);
 	identity_minter_free(w->shard.minter);
 	access_log_close(&w->shard.alog); /* what is left, written before the ring goes */
