@@ -172,7 +172,9 @@ static void log_exchange(struct client *c, int status, enum rw_reason r, uint64_
 	char peer[INET6_ADDRSTRLEN + 10], ip[INET6_ADDRSTRLEN];
 	client_peer_ip(c, ip, sizeof ip);
 	snprintf(peer, sizeof peer, c->peer_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->peer_port);
-	if (r != RW_OK)
+	/* a refusal's line; a rate limit logs its own, at most once a second (a flood of 429s is
+	 * what it is for), and the access log has every one */
+	if (r != RW_OK && r != RW_RATE_LIMITED)
 		log_info("%s: %d %s%s%.*s", peer, status, reason_name(r), x ? " " : "",
 			 x ? (int)x->path_len : 0, x ? x->path : "");
 	struct access_record rec = {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ratelimit.h"
 #include "timer.h"
 #include "writer.h"
 #include "xdp.h"
@@ -761,6 +762,10 @@ static void format_rate_limit(struct writer *w, const struct scrape *s)
 		l = (struct label){ "decision", decisions[k] };
 		sample_u64(w, "ringway_rate_limit_total", &l, 1, s->rate_limit[k]);
 	}
+	family(w, "ringway_rate_limit_evictions_total", "counter",
+	       "Keys of the local rate-limit table that took over a live bucket because every slot "
+	       "they may use held one.");
+	sample_u64(w, "ringway_rate_limit_evictions_total", NULL, 0, ratelimit_table_evictions());
 	family(w, "ringway_redis_calls_total", "counter",
 	       "Calls to the rate-limit store (Redis) by result.");
 	for (unsigned k = 0; k < REDIS_RESULTS; k++) {

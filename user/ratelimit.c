@@ -243,7 +243,8 @@ static void log_refused(struct exchange *x, const struct rw_rate_limit *l)
 static void refuse(struct exchange *x, const struct rw_rate_limits *ls,
 		   const struct rw_rate_limit *l, uint64_t retry_ns)
 {
-	set_headers(x, ls, l, 0, retry_ns + (uint64_t)l->burst * l->interval_ns);
+	/* the bucket's debt now (the refused request took nothing): retry + tolerance - interval */
+	set_headers(x, ls, l, 0, retry_ns + (uint64_t)l->burst * l->interval_ns - l->interval_ns);
 	char extra[RL_HEADERS_MAX + 32];
 	uint64_t retry_s = (retry_ns + NS_PER_S - 1) / NS_PER_S;
 	snprintf(extra, sizeof extra, "Retry-After: %llu\r\n", (unsigned long long)(retry_s ? retry_s : 1));
