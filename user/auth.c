@@ -42,16 +42,6 @@
 
 enum outcome { MISSING, FAILED, PASSED, WAITING, BUSY };
 
-/* The value of the first header named name, or an empty slice. */
-static struct slice header_value(const struct http_request *req, const char *name)
-{
-	size_t len = strlen(name);
-	for (unsigned i = 0; i < req->nheaders; i++)
-		if (slice_ieq(req->headers[i].name, name, len))
-			return req->headers[i].value;
-	return (struct slice){ 0 };
-}
-
 struct slice auth_query_param(struct slice query, const char *name)
 {
 	size_t len = strlen(name);
@@ -145,7 +135,7 @@ static void identity_of(struct auth_identity *who, uint32_t method, const struct
 
 static enum outcome by_api_key(struct exchange *x, const struct rw_route_auth *a)
 {
-	struct slice key = header_value(&x->req, a->key_header);
+	struct slice key = http_header_value(&x->req, a->key_header);
 	if (!key.len && a->key_query)
 		key = auth_query_param(x->req.query, a->key_query);
 	if (!key.len)
@@ -442,7 +432,7 @@ enum stage_result auth_authenticate(struct exchange *x, const struct stage *st)
 		presented = true;
 	}
 	if (a->methods & (AUTH_JWT | AUTH_BASIC)) {
-		struct slice authz = header_value(&x->req, "Authorization");
+		struct slice authz = http_header_value(&x->req, "Authorization");
 		struct slice token = credentials(authz, "Bearer");
 		struct slice basic = credentials(authz, "Basic");
 		if ((a->methods & AUTH_JWT) && token.len) {

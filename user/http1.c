@@ -1064,3 +1064,12 @@ ssize_t chunk_scan(struct chunk_scanner *s, const char *p, size_t len, bool *don
 	*done = s->state == CHUNK_DONE;
 	return (ssize_t)i;
 }
+
+struct slice http_header_value(const struct http_request *req, const char *name)
+{
+	size_t len = strlen(name);
+	for (unsigned i = 0; i < req->nheaders; i++)
+		if (slice_ieq(req->headers[i].name, name, len))
+			return req->headers[i].value;
+	return (struct slice){ 0 };
+}

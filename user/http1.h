@@ -99,6 +99,10 @@ struct http_response {
 	struct http_header headers[HTTP1_MAX_HEADERS];
 };
 
+/* The value of the request's first header named name (compared case-insensitively), or an empty
+ * slice. */
+struct slice http_header_value(const struct http_request *req, const char *name);
+
 /* Parses the request head at buf[0..len). Returns head_len (>0) when complete, 0 when more bytes
  * are needed, or -(enum rw_reason) when the request must be refused. Leading empty lines (CRLF)
  * are skipped and counted in head_len. Too long a head or target is refused with

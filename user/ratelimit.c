@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -36,6 +35,7 @@
 #include "metrics.h"
 #include "redis.h"
 #include "shard.h"
+#include "timer.h"
 #include "writer.h"
 
 /* After metrics.h: hiredis defines REDIS_OK as a macro (0, the enumerator's value). */
@@ -153,23 +153,6 @@ void ratelimit_table_undo(uint64_t h, uint64_t interval_ns)
 
 /* ---- the stage --------------------------------------------------------------------------------- */
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-/* The value of the first header named name, or an empty slice. */
-static struct slice header_value(const struct http_request *req, const char *name)
-{
-	size_t len = strlen(name);
-	for (unsigned i = 0; i < req->nheaders; i++)
-		if (slice_ieq(req->headers[i].name, name, len))
-			return req->headers[i].value;
-	return (struct slice){ 0 };
-}
-
 /* What the request is limited by under limit l: *v (pointing into the request, or into ip), and
  * the seed of its hashes (the scope's, and the kind of value). */
 static void key_of(struct exchange *x, const struct rw_rate_limit *l, char ip[64], struct slice *v,
@@ -185,7 +168,7 @@ static void key_of(struct exchange *x, const struct rw_rate_limit *l, char ip[64
 		}
 		break;
 	case RL_BY_HEADER:
-		*v = header_value(&x->req, l->header);
+		*v = http_header_value(&x->req, l->header);
 		kind = 'h';
 		break;
 	case RL_BY_ROUTE:
@@ -231,7 +214,7 @@ static void set_headers(struct exchange *x, const struct rw_rate_limits *ls,
 /* Logs a refusal at most once a second per worker. */
 static void log_refused(struct exchange *x, const struct rw_rate_limit *l)
 {
-	uint64_t now_s = monotonic_ns() / NS_PER_S;
+	uint64_t now_s = now_ns() / NS_PER_S;
 	if (x->sh->rl_logged_at == now_s)
 		return;
 	x->sh->rl_logged_at = now_s;
@@ -256,7 +239,7 @@ static void refuse(struct exchange *x, const struct rw_rate_limits *ls,
 /* Every limit decided with the process's table. */
 static enum stage_result decide_locally(struct exchange *x, const struct rw_rate_limits *ls)
 {
-	uint64_t now = monotonic_ns(), hashes[ls->count];
+	uint64_t now = now_ns(), hashes[ls->count];
 	uint32_t best_remaining = UINT32_MAX;
 	const struct rw_rate_limit *best = NULL;
 	uint64_t best_debt = 0;
@@ -381,7 +364,7 @@ void ratelimit_shard_free(struct shard *sh)
 /* A failure of the store, logged at most once a second per worker. */
 static void log_store_failure(struct exchange *x, const char *why)
 {
-	uint64_t now_s = monotonic_ns() / NS_PER_S;
+	uint64_t now_s = now_ns() / NS_PER_S;
 	if (x->sh->rl_failure_logged_at == now_s)
 		return;
 	x->sh->rl_failure_logged_at = now_s;
@@ -492,7 +475,7 @@ static void on_reply(void *arg, const struct redisReply *reply, const char *why)
 			w->why = why ? why : reply && reply->type == REDIS_REPLY_ERROR ?
 				 "error reply" : "unexpected reply";
 		if (reply && reply->type == REDIS_REPLY_ERROR) {
-			uint64_t now_s = monotonic_ns() / NS_PER_S;
+			uint64_t now_s = now_ns() / NS_PER_S;
 			if (w->x->sh->rl_failure_logged_at != now_s)
 				log_warn("rate limit: redis error reply: %.*s", (int)reply->len, reply->str);
 		}

@@ -318,3 +318,31 @@ def pki(tmp_path_factory):
     p.issue("client", "/CN=client-1/O=ringway-tests", client=True)
     p.issue("stranger", "/CN=client-1/O=ringway-tests", client=True, ca="other-ca")
     return p
+
+
+def ringway_check(tmp_path, text, name="c.yaml"):
+    """`ringway check` on text written to tmp_path/name: (its path, the exit code, stdout+stderr)."""
+    path = tmp_path / name
+    path.write_text(text)
+    r = subprocess.run([RINGWAY, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=30)
+    return str(path), r.returncode, r.stdout + r.stderr
+
+
+def position(text, marker):
+    """LINE:COL (1-based) where marker starts in text (the first time)."""
+    i = text.index(marker)
+    line = text.count("\n", 0, i) + 1
+    col = i - (text.rfind("\n", 0, i) + 1) + 1
+    return f"{line}:{col}"
+
+
+def load_perf_script(path, name):
+    """A perf/ script (a Python file without .py) loaded as module name, for tests of its logic."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_loader(name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module

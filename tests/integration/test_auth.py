@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from conftest import RINGWAY, Gateway, Upstream, free_port, make_config, wait_port
+from conftest import (RINGWAY, Gateway, Upstream, free_port, make_config, position, ringway_check,
+                      wait_port)
 
 
 def key_hash(key):
@@ -1202,20 +1203,7 @@ def test_reload_reads_the_key_file_again(kgw):
 
 # ---- configuration errors --------------------------------------------------------------------------
 
-def check(tmp_path, text, name="c.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    r = subprocess.run([RINGWAY, "check", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30)
-    return str(path), r.returncode, r.stdout + r.stderr
-
-
-def position(text, marker):
-    """LINE:COL (1-based) where marker starts in text (the first time)."""
-    i = text.index(marker)
-    line = text.count("\n", 0, i) + 1
-    col = i - (text.rfind("\n", 0, i) + 1) + 1
-    return f"{line}:{col}"
+check = ringway_check  # (tmp_path, text): path, exit code, output
 
 
 def assert_check_error(tmp_path, text, markers, words):

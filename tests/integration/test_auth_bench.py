@@ -1,8 +1,6 @@
 """perf/auth-bench, the judge of the authentication issue's performance bar: its paired ratios and
 its bar on canned runs, and one short real run (plain, api_key, a cached JWT, identity tokens) in
 which every route passes its checks and every answer is 2xx."""
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -11,21 +9,13 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_perf_script
 from netns import skip_or_fail_in_ci
 
 AUTH_BENCH = os.path.join(ROOT, "perf", "auth-bench")
 
 
-def load():
-    loader = importlib.machinery.SourceFileLoader("perf_auth_bench", AUTH_BENCH)
-    spec = importlib.util.spec_from_loader("perf_auth_bench", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-ab = load()
+ab = load_perf_script(AUTH_BENCH, "perf_auth_bench")
 
 
 def run(rps, cpu_us, errors=0, statuses=None):

@@ -14,14 +14,14 @@ import http.client
 import json
 import re
 import socket
-import subprocess
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import RINGWAY, Gateway, ScriptedUpstream, Upstream, free_port, make_config, wait_port
+from conftest import (Gateway, ScriptedUpstream, Upstream, free_port, make_config,
+                      position, ringway_check, wait_port)
 
 WORKERS = 2
 OTHER_IP = "127.0.0.2"  # a second client address on the loopback network
@@ -598,20 +598,7 @@ def test_reload_keeps_the_buckets(rl):
 
 # ---- configuration errors --------------------------------------------------------------------------
 
-def check(tmp_path, text):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    r = subprocess.run([RINGWAY, "check", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30)
-    return str(path), r.returncode, r.stdout + r.stderr
-
-
-def position(text, marker):
-    """LINE:COL (1-based) where marker starts in text (the first time)."""
-    i = text.index(marker)
-    line = text.count("\n", 0, i) + 1
-    col = i - (text.rfind("\n", 0, i) + 1) + 1
-    return f"{line}:{col}"
+check = ringway_check  # (tmp_path, text): path, exit code, output
 
 
 def check_config(limit="{by: ip, rate: 10/s}", store=""):

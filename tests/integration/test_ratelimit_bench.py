@@ -2,8 +2,6 @@
 paired ratios, its accuracy and its bars on canned runs, its configs, and one short real run (the
 local cases) in which every route passes its checks and every answer is the one expected (2xx,
 429 rate_limited on the accuracy route only)."""
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -12,21 +10,13 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_perf_script
 from netns import skip_or_fail_in_ci
 
 RL_BENCH = os.path.join(ROOT, "perf", "ratelimit-bench")
 
 
-def load():
-    loader = importlib.machinery.SourceFileLoader("perf_ratelimit_bench", RL_BENCH)
-    spec = importlib.util.spec_from_loader("perf_ratelimit_bench", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-rb = load()
+rb = load_perf_script(RL_BENCH, "perf_ratelimit_bench")
 
 
 def run(rps, cpu_us, errors=0, admitted=None, allowed=None):
