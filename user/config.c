@@ -490,6 +490,58 @@ static void parse_host(struct loader *ld, yaml_node_t *v, void *obj, const struc
 	rt->host = schema_strdup(ld, s);
 }
 
+/* A path with {name} segments: only path_exact, each {name} a whole segment, a name of letters,
+ * digits and '_' (not starting with a digit) used once and not one the aggregate templates keep
+ * (query, header, consumer). The number of parameters, or -1 (reported). */
+static int check_path_template(struct loader *ld, const yaml_node_t *v, const char *key,
+			       const char *s, bool exact)
+{
+	if (!exact) {
+		schema_report(ld, v, "%s: '%s': path parameters ({name}) are only for path_exact", key, s);
+		return -1;
+	}
+	int n = 0;
+	for (const char *seg = s + 1;; ) {
+		const char *end = strchr(seg, '/');
+		size_t len = end ? (size_t)(end - seg) : strlen(seg);
+		if (memchr(seg, '{', len) || memchr(seg, '}', len)) {
+			const char *name = seg + 1;
+			size_t nlen = len >= 2 ? len - 2 : 0;
+			bool ok = len >= 3 && seg[0] == '{' && seg[len - 1] == '}' &&
+				  !(name[0] >= '0' && name[0] <= '9');
+			for (size_t i = 0; ok && i < nlen; i++)
+				ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+				     (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
+			if (!ok) {
+				schema_report(ld, v,
+					      "%s: '%s': a parameter is a whole segment '{name}' (letters, "
+					      "digits, '_'), got '%.*s'", key, s, (int)len, seg);
+				return -1;
+			}
+			static const char *const kept[] = { "query", "header", "consumer" };
+			for (size_t k = 0; k < 3; k++) {
+				if (nlen == strlen(kept[k]) && !memcmp(name, kept[k], nlen)) {
+					schema_report(ld, v, "%s: '%s': '{%s}' is a reserved name", key, s,
+						      kept[k]);
+					return -1;
+				}
+			}
+			for (const char *p = strchr(s, '{'); p && p < seg; p = strchr(p + 1, '{')) {
+				if (!strncmp(p + 1, name, nlen) && p[1 + nlen] == '}') {
+					schema_report(ld, v, "%s: '%s': parameter '{%.*s}' is used twice", key,
+						      s, (int)nlen, name);
+					return -1;
+				}
+			}
+			n++;
+		}
+		if (!end)
+			break;
+		seg = end + 1;
+	}
+	return n;
+}
+
 /* path_prefix and path_exact */
 static void parse_path(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
 {
@@ -497,10 +549,15 @@ static void parse_path(struct loader *ld, yaml_node_t *v, void *obj, const struc
 	const char *s = schema_expect_scalar(ld, v, rule->key);
 	if (!s || !schema_check_path(ld, v, rule->key, s))
 		return;
+	bool exact = !strcmp(rule->key, "path_exact");
+	int nparams = strpbrk(s, "{}") ? check_path_template(ld, v, rule->key, s, exact) : 0;
+	if (nparams < 0)
+		return;
 	free(rt->path); /* both keys given: reported by parse_match */
 	rt->path = schema_strdup(ld, s);
 	rt->path_len = (uint32_t)strlen(s);
-	rt->path_exact = !strcmp(rule->key, "path_exact");
+	rt->path_exact = exact;
+	rt->nparams = (uint16_t)nparams;
 }
 
 static void parse_methods(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
@@ -569,6 +626,11 @@ static void parse_strip_prefix(struct loader *ld, yaml_node_t *v, void *obj, con
 	if (!s)
 		return;
 	size_t len = strlen(s);
+	if (rt->nparams && memchr(rt->path, '{', len < rt->path_len ? len : rt->path_len)) {
+		schema_report(ld, v, "%s: '%s' would strip a path parameter of '%s'", rule->key, s,
+			      rt->path);
+		return;
+	}
 	if (s[0] != '/' || s[len - 1] == '/') {
 		schema_report(ld, v, "%s: '%s' must start with '/' and not end with '/'", rule->key, s);
 		return;

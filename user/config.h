@@ -60,6 +60,7 @@ struct rw_route {
 	char *path;        /* path_prefix or path_exact */
 	uint32_t path_len;
 	bool path_exact;
+	uint16_t nparams;  /* path_exact with {name} segments (a template): how many (router.h) */
 	uint32_t methods;  /* HTTP_METHOD_BIT() mask of allowed methods; 0: all methods */
 	struct rw_upstream *upstream;
 	char *strip_prefix; /* NULL or a prefix removed from the path before forwarding */

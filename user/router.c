@@ -1,6 +1,8 @@
 /* router.c — route lookup. Routes are kept in one array sorted by precedence (exact host, wildcard
- * host, any host; then exact path, then longer prefix; then file order), so the first route that
- * matches host, path and method is the answer. Prefixes match whole path segments. */
+ * host, any host; then literal exact path, then exact path with {name} parameters, then longer
+ * prefix; then file order), so the first route that matches host, path and method is the answer.
+ * Prefixes match whole path segments; a {name} segment matches one non-empty segment, whose value
+ * router_path_param finds again. */
 #include "router.h"
 
 #include <stdlib.h>
@@ -19,6 +21,11 @@ static int host_tier(const struct rw_route *r)
 	return r->host[0] == '*' ? 1 : 0;
 }
 
+static int path_tier(const struct rw_route *r)
+{
+	return r->path_exact ? (r->nparams ? 1 : 0) : 2;
+}
+
 static int route_cmp(const void *a, const void *b)
 {
 	const struct rw_route *x = *(const struct rw_route *const *)a;
@@ -26,8 +33,8 @@ static int route_cmp(const void *a, const void *b)
 	int tx = host_tier(x), ty = host_tier(y);
 	if (tx != ty)
 		return tx - ty;
-	if (x->path_exact != y->path_exact)
-		return x->path_exact ? -1 : 1;
+	if (path_tier(x) != path_tier(y))
+		return path_tier(x) - path_tier(y);
 	if (x->path_len != y->path_len)
 		return x->path_len > y->path_len ? -1 : 1;
 	return (int)x->index - (int)y->index;
@@ -75,8 +82,47 @@ static bool host_matches(const char *pattern, struct slice host)
 	return host.len == plen && strncasecmp(host.p, pattern, plen) == 0;
 }
 
+/* path against a template: literal bytes equal, each {name} one non-empty segment. With name
+ * (not NULL), *value gets that parameter's segment. */
+static bool template_matches(const char *t, uint32_t tlen, struct slice path, const char *name,
+			     struct slice *value)
+{
+	const char *p = path.p, *pend = path.p + path.len, *tend = t + tlen;
+	while (t < tend) {
+		if (*t == '{') {
+			const char *close = memchr(t, '}', (size_t)(tend - t));
+			const char *seg_end = memchr(p, '/', (size_t)(pend - p));
+			if (!seg_end)
+				seg_end = pend;
+			if (!close || seg_end == p)
+				return false;
+			if (name && strlen(name) == (size_t)(close - t - 1) &&
+			    !memcmp(name, t + 1, (size_t)(close - t - 1)))
+				*value = slice_make(p, (uint32_t)(seg_end - p));
+			t = close + 1;
+			p = seg_end;
+			continue;
+		}
+		if (p == pend || *p != *t)
+			return false;
+		p++;
+		t++;
+	}
+	return p == pend;
+}
+
+bool router_path_param(const struct rw_route *r, struct slice path, const char *name,
+		       struct slice *value)
+{
+	*value = slice_make(NULL, 0);
+	return r->nparams && template_matches(r->path, r->path_len, path, name, value) &&
+	       value->p != NULL;
+}
+
 static bool path_matches(const struct rw_route *r, struct slice path)
 {
+	if (r->nparams)
+		return template_matches(r->path, r->path_len, path, NULL, NULL);
 	if (r->path_exact)
 		return path.len == r->path_len && memcmp(path.p, r->path, r->path_len) == 0;
 	if (path.len < r->path_len || memcmp(path.p, r->path, r->path_len) != 0)

@@ -1,8 +1,9 @@
-/* router.h — picks the route of a request: host, then path (exact before longest prefix), then
- * method. Built once per config snapshot, read-only afterwards (shared by all workers). */
+/* router.h — picks the route of a request: host, then path (literal exact, then exact with {name}
+ * parameters, then longest prefix), then method. Built once per config snapshot, read-only afterwards (shared by all workers). */
 #ifndef RINGWAY_ROUTER_H
 #define RINGWAY_ROUTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -16,5 +17,10 @@ void router_free(struct router *r);
  * otherwise 405 with those methods in Allow). */
 const struct rw_route *router_match(const struct router *r, struct slice host, struct slice path,
 				    uint8_t method_id, uint32_t *allow);
+
+/* The value of path parameter name ({name} in route r's path_exact) in path, which r matched: a
+ * slice into path, as sent (still percent-encoded). False if r has no such parameter. */
+bool router_path_param(const struct rw_route *r, struct slice path, const char *name,
+		       struct slice *value);
 
 #endif

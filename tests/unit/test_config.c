@@ -1581,6 +1581,65 @@ Test(config_routing, method_mismatch_gives_405_with_allow_and_nothing_gives_404)
 	config_unref(cfg);
 }
 
+static const char template_config[] =
+	UPSTREAMS
+	"frontends:\n"
+	"  - name: public\n"
+	"    listen: [\"127.0.0.1:8080\"]\n"
+	"    routes:\n"
+	"      - {name: prefix, match: {path_prefix: /api/profile}, upstream: users}\n"
+	"      - {name: profile, match: {path_exact: \"/api/profile/{id}\"}, upstream: users}\n"
+	"      - {name: me, match: {path_exact: /api/profile/me}, upstream: users}\n"
+	"      - {name: item, match: {path_exact: \"/shop/{shop}/items/{item_id}\"}, upstream: users}\n";
+
+Test(config_routing, path_parameters_between_literal_exact_and_prefix)
+{
+	struct rw_config *cfg = load_ok(template_config);
+	cr_assert_str_eq(route_for(cfg, "", "/api/profile/me", HTTP_M_GET, NULL), "me");
+	cr_assert_str_eq(route_for(cfg, "", "/api/profile/42", HTTP_M_GET, NULL), "profile");
+	/* one non-empty segment, no more */
+	cr_assert_str_eq(route_for(cfg, "", "/api/profile/", HTTP_M_GET, NULL), "prefix");
+	cr_assert_str_eq(route_for(cfg, "", "/api/profile/42/x", HTTP_M_GET, NULL), "prefix");
+	cr_assert_str_eq(route_for(cfg, "", "/api/profile", HTTP_M_GET, NULL), "prefix");
+	cr_assert_str_eq(route_for(cfg, "", "/shop/s1/items/i%202", HTTP_M_GET, NULL), "item");
+	cr_assert_null(route_for(cfg, "", "/shop/s1/item/i2", HTTP_M_GET, NULL));
+	cr_assert_null(route_for(cfg, "", "/shop//items/i2", HTTP_M_GET, NULL));
+
+	const struct rw_route *rt = &cfg->frontends[0].routes[3];
+	cr_assert_eq(rt->nparams, 2);
+	struct slice path = SLICE_LIT("/shop/s1/items/i%202"), v;
+	cr_assert(router_path_param(rt, path, "shop", &v));
+	cr_assert(slice_eq(v, "s1", 2));
+	cr_assert(router_path_param(rt, path, "item_id", &v));
+	cr_assert(slice_eq(v, "i%202", 5));
+	cr_assert_not(router_path_param(rt, path, "item", &v));
+	cr_assert_not(router_path_param(&cfg->frontends[0].routes[2], SLICE_LIT("/api/profile/me"),
+					"id", &v));
+	config_unref(cfg);
+}
+
+Test(config_errors, bad_path_templates)
+{
+	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
+		      "      - {name: a, match: {path_prefix: \"/a/{id}\"}, upstream: users}\n"
+		      "      - {name: b, match: {path_exact: \"/b/x{id}\"}, upstream: users}\n"
+		      "      - {name: c, match: {path_exact: \"/c/{}\"}, upstream: users}\n"
+		      "      - {name: d, match: {path_exact: \"/d/{id}/{id}\"}, upstream: users}\n"
+		      "      - {name: e, match: {path_exact: \"/e/{query}\"}, upstream: users}\n"
+		      "      - {name: f, match: {path_exact: \"/f/{i-d}\"}, upstream: users}\n"
+		      "      - {name: g, match: {path_exact: \"/g/{id}/x\"}, strip_prefix: \"/g/{id}\", upstream: users}\n",
+		      "t.yaml:7:40: path_prefix: '/a/{id}': path parameters ({name}) are only for path_exact",
+		      "t.yaml:8:39: path_exact: '/b/x{id}': a parameter is a whole segment '{name}' "
+		      "(letters, digits, '_'), got 'x{id}'",
+		      "t.yaml:9:39: path_exact: '/c/{}': a parameter is a whole segment '{name}' "
+		      "(letters, digits, '_'), got '{}'",
+		      "t.yaml:10:39: path_exact: '/d/{id}/{id}': parameter '{id}' is used twice",
+		      "t.yaml:11:39: path_exact: '/e/{query}': '{query}' is a reserved name",
+		      "t.yaml:12:39: path_exact: '/f/{i-d}': a parameter is a whole segment '{name}' "
+		      "(letters, digits, '_'), got '{i-d}'",
+		      "t.yaml:13:67: strip_prefix: '/g/{id}' would strip a path parameter of '/g/{id}/x'");
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* The shipped demo configuration */
 
