@@ -6,6 +6,7 @@
  * reading machinery is schema.c; the xdp section is xdp_config.c, consumers auth_config.c. Out of
  * memory fails the load with one error line. */
 #include "config.h"
+#include "aggregate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -654,7 +655,8 @@ static void parse_strip_prefix(struct loader *ld, yaml_node_t *v, void *obj, con
 static const struct rule route_rules[] = {
 	{ .key = "name", .parse = parse_route_name, .required = true },
 	{ .key = "match", .parse = parse_match, .required = true },
-	{ .key = "upstream", .parse = parse_upstream_ref, .required = true },
+	{ .key = "upstream", .parse = parse_upstream_ref },
+	{ .key = "aggregate", .parse = aggregate_parse },
 	{ .key = "strip_prefix", .parse = parse_strip_prefix },
 	{ .key = "auth", .parse = auth_parse_methods, .offset = offsetof(struct rw_route, auth) },
 	{ .key = "allow_groups", .parse = auth_parse_allow_groups,
@@ -669,6 +671,18 @@ static const struct rule route_rules[] = {
 	  .offset = offsetof(struct rw_route, rate_limits) },
 	{ 0 }
 };
+
+/* A route has upstream or aggregate, not both. */
+static void check_handler(struct loader *ld, yaml_node_t *map, const char *label)
+{
+	yaml_node_pair_t *up = schema_find_pair(ld, map, "upstream");
+	yaml_node_pair_t *agg = schema_find_pair(ld, map, "aggregate");
+	if (!up && !agg)
+		schema_report(ld, map, "%s: missing required key 'upstream'", label);
+	else if (up && agg)
+		schema_report(ld, schema_node(ld, agg->key),
+			      "%s: aggregate and upstream exclude each other", label);
+}
 
 static bool methods_overlap(uint32_t a, uint32_t b)
 {
@@ -728,6 +742,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		schema_label(ld, map, "route", i, label, sizeof label);
 		uint32_t errors_before = ld->nerrors;
 		schema_walk_mapping(ld, map, label, route_rules, rt);
+		check_handler(ld, map, label);
 		auth_route_finish(ld, map, &rt->auth, f, ld->cfg);
 		ratelimit_route_finish(ld, &rt->rate_limits, rt->name, f);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
@@ -889,6 +904,7 @@ static void frontends_free(struct rw_config *cfg)
 			free(f->routes[j].host);
 			free(f->routes[j].path);
 			free(f->routes[j].strip_prefix);
+			aggregate_free(f->routes[j].aggregate);
 			auth_route_free(&f->routes[j].auth);
 			ratelimit_free(&f->routes[j].rate_limits);
 			stages_free(&f->routes[j]);

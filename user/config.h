@@ -54,6 +54,8 @@ struct rw_upstream {
 	struct upstream_stats *stats; /* its counters (metrics_bind) */
 };
 
+struct rw_aggregate;
+
 struct rw_route {
 	char *name;
 	char *host;        /* NULL: any host; "*.example.com": wildcard; else exact (no port) */
@@ -62,7 +64,8 @@ struct rw_route {
 	bool path_exact;
 	uint16_t nparams;  /* path_exact with {name} segments (a template): how many (router.h) */
 	uint32_t methods;  /* HTTP_METHOD_BIT() mask of allowed methods; 0: all methods */
-	struct rw_upstream *upstream;
+	struct rw_upstream *upstream; /* NULL for an aggregate route */
+	struct rw_aggregate *aggregate; /* NULL, or the calls that answer the route (aggregate.h) */
 	char *strip_prefix; /* NULL or a prefix removed from the path before forwarding */
 	uint32_t strip_len;
 	uint32_t index;     /* position in its frontend's routes */

@@ -348,6 +348,54 @@ void client_answer(struct client *c, int status, const char *type, const char *b
 	send_own_answer(c, id, n, status, RW_OK, x->request_id, close);
 }
 
+void client_answer_own(struct client *c, int status, enum rw_reason r, const char *type,
+		       const char *extra, const char *body, size_t len, bool head_only)
+{
+	struct loop *l = &c->sh->loop;
+	struct exchange *x = c->x;
+	bool close = must_close(c, false);
+	uint64_t total = 0;
+	bool ok = true;
+	for (size_t off = 0, first = 1; ok && (first || (!head_only && off < len)); first = 0) {
+		uint32_t id = buf_heap_get(&l->bufs);
+		if (id == UINT32_MAX) {
+			ok = false;
+			break;
+		}
+		struct writer w = writer_init(buf_ptr(&l->bufs, id), buf_cap(&l->bufs, id));
+		if (first)
+			http_head(&w, status, type, len, extra, x->request_id, close);
+		size_t room = w.overflow ? 0 : buf_cap(&l->bufs, id) - writer_len(&w);
+		size_t take = head_only ? 0 : (len - off < room ? len - off : room);
+		w_put(&w, body + off, take);
+		off += take;
+		size_t n = w.overflow ? 0 : writer_len(&w);
+		if (n == 0)
+			buf_unref(&l->bufs, id);
+		if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) {
+			ok = false;
+			break;
+		}
+		total += n;
+	}
+	log_exchange(c, status, r, total, x->request_id);
+	drop_exchange(c);
+	if (!ok) {
+		log_error("out of memory: closing the connection instead of answering %d", status);
+		client_close(c);
+		return;
+	}
+	sock_flush(l, &c->s);
+	if (close) {
+		sock_pause(l, &c->s);
+		client_finish(c);
+		return;
+	}
+	c->state = C_IDLE;
+	client_arm_timer(c);
+	client_continue(c);
+}
+
 void client_exchange_done(struct client *c)
 {
 	struct shard *sh = c->sh;

@@ -57,6 +57,11 @@ void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool c
  * head for HEAD) and ends the exchange. */
 void client_answer(struct client *c, int status, const char *type, const char *body, size_t len,
 		   bool head_only);
+/* Answers the current request with the gateway's own body of any size (heap buffers; only the
+ * head for HEAD), extra header lines (may be NULL; each ending in CRLF), logged and counted with
+ * reason r; ends the exchange. */
+void client_answer_own(struct client *c, int status, enum rw_reason r, const char *type,
+		       const char *extra, const char *body, size_t len, bool head_only);
 /* The connection ends after this response (the answer says Connection: close). */
 void client_close_after(struct client *c);
 /* Whether it will (draining, or told so before). */

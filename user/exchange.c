@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "conn.h"
 #include "metrics.h"
 #include "router.h"
@@ -49,6 +50,8 @@ void exchange_end(struct exchange *x)
 		st->cancel(x, st);
 	}
 	leg_release(&x->leg, false);
+	if (x->agg)
+		aggregate_end(x);
 	splice_abandon(&sh->loop, &x->req_splice);
 	exchange_release_head(x);
 	shard_snap_release(x->snap);
@@ -97,6 +100,11 @@ static void head_off_the_ring(struct exchange *x)
 	x->head_buf = id;
 }
 
+void exchange_keep_head(struct exchange *x)
+{
+	head_off_the_ring(x);
+}
+
 /* The request's trace and id: a single valid traceparent continues the client's trace, anything
  * else starts a new one; a single valid X-Request-Id is kept, otherwise one is made. */
 static void exchange_trace(struct exchange *x, const struct http_request *req)
@@ -143,7 +151,10 @@ static void run_stages(struct exchange *x)
 			return;
 		}
 	}
-	proxy_handle(x);
+	if (rt->aggregate)
+		aggregate_handle(x);
+	else
+		proxy_handle(x);
 }
 
 void exchange_resume(struct exchange *x)

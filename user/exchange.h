@@ -22,6 +22,7 @@ struct client;
 struct sock;
 struct shard;
 struct wsnap;
+struct aggregate;
 
 struct exchange {
 	struct exchange *next_free;
@@ -57,6 +58,7 @@ struct exchange {
 	struct chunk_scanner req_cs;
 	struct splice_leg req_splice;
 	struct leg leg;           /* the upstream leg (one today) */
+	struct aggregate *agg;    /* an aggregate route's calls and their legs (aggregate.c) */
 	/* accounting */
 	uint64_t t_start_ns;
 	uint64_t bytes_in, bytes_out_queued;
@@ -79,6 +81,9 @@ void exchange_refuse(struct exchange *x, enum rw_reason r, const char *extra, bo
 void exchange_end(struct exchange *x);
 
 /* The leg's side, for proxy.c. */
+/* The exchange waits with its head (an aggregate's later calls read it): the head leaves the
+ * ring for a heap buffer when one can be had. */
+void exchange_keep_head(struct exchange *x);
 /* The request's head is not needed any more (the upstream head is built): its buffer goes. */
 void exchange_release_head(struct exchange *x);
 /* Forwards request-body bytes waiting in down->in to the leg's connection (again when it drains,

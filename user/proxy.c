@@ -93,6 +93,16 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	bool hide = x->who.method && auth->hide_credentials;
 	bool hide_key = hide && (auth->methods & AUTH_API_KEY);
 	bool hide_authz = hide && (auth->methods & (AUTH_JWT | AUTH_BASIC));
+	if (lg->call) { /* an aggregate's call: its own request line, Host the upstream's */
+		o = writer_init(buf, cap);
+		w_str(&o, http_method_name(lg->call->method_id));
+		w_str(&o, " ");
+		w_put(&o, lg->call->target, lg->call->target_len);
+		w_str(&o, " HTTP/1.1\r\nHost: ");
+		w_str(&o, lg->target);
+		w_str(&o, "\r\n");
+		goto headers;
+	}
 	if (hide_key && auth->key_query) {
 		write_query_without(&o, req->query, auth->key_query);
 	} else if (req->query.len) {
@@ -105,6 +115,7 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	else
 		w_str(&o, lg->target);
 	w_str(&o, "\r\n");
+headers:;
 	struct slice xff[8], via[8];
 	unsigned nxff = 0, nvia = 0;
 	for (unsigned i = 0; i < req->nheaders; i++) {
@@ -163,8 +174,7 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	if (x->who.method) {
 		write_consumer(&o, &x->who);
 		if (idt->enabled && !identity_write_token(x->sh->minter, idt, x->snap->cfg->generation,
-							  &x->who, rt->upstream->name,
-							  rt->upstream->index, &o))
+							  &x->who, lg->ups->name, lg->ups->index, &o))
 			return 0;
 	}
 	char tp[TRACEPARENT_LEN];
@@ -173,11 +183,14 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	w_str(&o, "\r\nX-Request-Id: ");
 	w_str(&o, x->request_id);
 	w_str(&o, "\r\n");
-	if (req->chunked)
+	if (lg->call) {
+		if (!method_is_idempotent(lg->call->method_id))
+			w_str(&o, "Content-Length: 0\r\n");
+	} else if (req->chunked)
 		w_str(&o, "Transfer-Encoding: chunked\r\n");
 	else if (req->content_length >= 0)
 		w_header_u64(&o, SLICE_LIT("Content-Length"), (uint64_t)req->content_length);
-	if (x->client_http10)
+	if (x->client_http10 && !lg->call)
 		w_str(&o, "Connection: keep-alive\r\n");
 	w_str(&o, "\r\n");
 	return o.overflow ? 0 : writer_len(&o);
@@ -240,6 +253,11 @@ static struct upconn *leg_acquire(struct leg *lg, int avoid, bool fresh, enum rw
 				lg, why);
 }
 
+static uint8_t leg_method(const struct leg *lg)
+{
+	return lg->call ? lg->call->method_id : lg->x->method_id;
+}
+
 /* Can the request be sent again on another connection? */
 static bool can_retry(const struct leg *lg, bool nothing_sent)
 {
@@ -248,7 +266,7 @@ static bool can_retry(const struct leg *lg, bool nothing_sent)
 		return false;
 	if (nothing_sent) /* connect failed: the whole request is still queued, for another target */
 		return lg->ups->ntargets > 1;
-	return lg->u->reused && !x->req_has_body && method_is_idempotent(x->method_id) &&
+	return lg->u->reused && (lg->call || !x->req_has_body) && method_is_idempotent(leg_method(lg)) &&
 	       lg->u->s.in.bytes == 0;
 }
 
@@ -355,7 +373,7 @@ static bool take_response_head(struct leg *lg)
 		}
 		lg->status = r->status;
 		upconn_target_health(u, true);
-		if (http1_response_has_no_body(x->method_id, r->status))
+		if (http1_response_has_no_body(leg_method(lg), r->status))
 			lg->resp_mode = RESP_NONE;
 		else if (r->chunked)
 			lg->resp_mode = RESP_CHUNKED;
@@ -479,6 +497,34 @@ static const struct upconn_owner_ops leg_owner_ops = {
 	.splice = leg_on_splice,
 	.recv_stopped = leg_on_recv_stopped,
 };
+
+enum rw_reason leg_start_call(struct leg *lg)
+{
+	struct bufs *b = &leg_loop(lg)->bufs;
+	enum rw_reason why = RW_OK;
+	struct upconn *u = leg_acquire(lg, -1, false, &why);
+	if (!u)
+		return why;
+	lg->u = u;
+	lg->target = upconn_target(u);
+	uint32_t id = buf_heap_get(b);
+	size_t n = id == UINT32_MAX ? 0 : build_request_head(lg, buf_ptr(b, id), buf_cap(b, id));
+	if (n == 0) {
+		if (id != UINT32_MAX)
+			buf_unref(b, id);
+		leg_release(lg, false);
+		return id == UINT32_MAX ? RW_INTERNAL : RW_HEADERS_TOO_LARGE;
+	}
+	lg->req_head_id = id;
+	lg->req_head_len = (uint32_t)n;
+	buf_ref(b, id);
+	if (!segq_push(b, &u->s.out, id, 0, (uint32_t)n)) {
+		leg_release(lg, false);
+		return RW_INTERNAL;
+	}
+	leg_attach(lg, u);
+	return RW_OK;
+}
 
 /* ---- the relay sink: the response goes to the client as it comes ---------------------------- */
 

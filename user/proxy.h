@@ -33,12 +33,21 @@ struct leg_sink_ops {
 	void (*spliced)(struct leg *lg, bool is_in, int res);
 };
 
+/* A leg's own request instead of the client's (an aggregate's call): its method and target (path
+ * and query), no body. */
+struct leg_call {
+	uint8_t method_id;      /* enum http_method */
+	uint32_t target_len;
+	const char *target;
+};
+
 enum resp_mode { RESP_NONE = 0, RESP_LENGTH, RESP_CHUNKED, RESP_UNTIL_CLOSE };
 
 struct leg {
 	struct exchange *x;
 	const struct leg_sink_ops *sink;
 	const struct rw_upstream *ups;
+	const struct leg_call *call; /* NULL: the client's request (proxy_handle) */
 	struct upconn *u;
 	bool retried;
 	bool started;           /* the response head was taken */
@@ -59,6 +68,9 @@ struct leg {
 void proxy_handle(struct exchange *x);
 
 void leg_init(struct leg *lg, struct exchange *x);
+/* Sends lg's call (lg->ups, lg->sink and lg->call set) on a connection from the worker's pools:
+ * RW_OK, or why not (nothing is held then). */
+enum rw_reason leg_start_call(struct leg *lg);
 /* Lets go of everything the leg holds: the connection (back to its pool when reusable), the kept
  * head, a response splice's pipe. */
 void leg_release(struct leg *lg, bool reusable);

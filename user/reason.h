@@ -52,6 +52,9 @@ struct writer;
 	X(UPSTREAM_UNAVAILABLE, 503, "upstream_unavailable", "no upstream connection available")   \
 	X(UPSTREAM_CONNECT_TIMEOUT, 504, "upstream_connect_timeout", "upstream connect timed out") \
 	X(UPSTREAM_TIMEOUT, 504, "upstream_timeout", "upstream response timed out")                \
+	X(AGGREGATE_CALL_FAILED, 502, "aggregate_call_failed", "a required call of the aggregate failed") \
+	X(AGGREGATE_MERGE_CONFLICT, 502, "aggregate_merge_conflict",                               \
+	  "two calls of the aggregate answered the same key")                                      \
 	X(INTERNAL, 500, "internal_error", "internal gateway error")
 
 enum rw_reason {

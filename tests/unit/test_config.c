@@ -351,7 +351,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD
 		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
 		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
-		      "upstream, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
+		      "upstream, aggregate, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
 		      "api_key, scopes, rate_limit)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
