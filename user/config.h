@@ -85,6 +85,9 @@ struct rw_frontend {
 	struct router *router; /* compiled from routes */
 	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups, scopes */
 	struct rw_rate_limits rate_limits; /* shared by its routes (ratelimit.h) */
+	char **hosts;          /* non-empty: the only hosts it serves ("api.example.com",
+				* "*.example.com"); others get 421 */
+	uint32_t nhosts;
 	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 
