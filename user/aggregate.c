@@ -206,8 +206,6 @@ static bool fill(struct aggregate *a, struct agg_call *c, const struct rw_agg_ca
 				if (len - head - 1 == 6 && !memcmp(dot + 1, "status", 6)) {
 					w_u64(&o, dep->leg.status);
 					ok = true;
-				} else if (len - head - 1 == 4) {
-					ok = false; /* the whole body is not a value for a path */
 				} else {
 					ok = put_json_at(&o, dep->json, dot + 6, len - head - 6);
 				}
@@ -413,6 +411,21 @@ static void answer_error(struct aggregate *a, enum rw_reason r, const char *fiel
 	free(body);
 }
 
+/* The header lines written so far in w (over buf), NUL-terminated; NULL when there are none. */
+static const char *lines_of(struct writer *w, char *buf)
+{
+	size_t n = w->overflow ? 0 : writer_len(w);
+	buf[n] = '\0';
+	return n ? buf : NULL;
+}
+
+/* Only the RateLimit lines at the front of buf (an error answer has no X-Ringway-Partial). */
+static const char *rl_lines(const struct exchange *x, char *buf)
+{
+	buf[x->rl_headers_len] = '\0';
+	return x->rl_headers_len ? buf : NULL;
+}
+
 /* Answers the request: the exchange ends and a is freed. */
 static void finish(struct aggregate *a)
 {
@@ -424,12 +437,12 @@ static void finish(struct aggregate *a)
 	x->leg.t_start_ns = a->calls[0].leg.t_start_ns;
 	x->leg.t_done_ns = now_ns();
 	char extra[RL_HEADERS_MAX + 64 + AGG_MAX_CALLS * 64];
-	struct writer ew = writer_init(extra, sizeof extra);
+	struct writer ew = writer_init(extra, sizeof extra - 1); /* room for the NUL (lines_of) */
 	w_put(&ew, x->rl_headers, x->rl_headers_len);
 	for (uint32_t i = 0; i < cfg->ncalls; i++) {
 		if (a->calls[i].state == CALL_FAILED && cfg->calls[i].required) {
 			answer_error(a, RW_AGGREGATE_CALL_FAILED, "call", cfg->calls[i].key,
-				     a->calls[i].why, x->rl_headers_len ? extra : NULL);
+				     a->calls[i].why, rl_lines(x, extra));
 			return;
 		}
 	}
@@ -445,7 +458,7 @@ static void finish(struct aggregate *a)
 			if (cfg->calls[i].required) {
 				json_decref(out);
 				answer_error(a, RW_AGGREGATE_CALL_FAILED, "call", key, c->why,
-					     x->rl_headers_len ? extra : NULL);
+					     rl_lines(x, extra));
 				return;
 			}
 		}
@@ -472,7 +485,7 @@ static void finish(struct aggregate *a)
 					snprintf(why, sizeof why, "key '%s' is in more than one answer", k);
 					json_decref(out);
 					answer_error(a, RW_AGGREGATE_MERGE_CONFLICT, "key", k, why,
-						     x->rl_headers_len ? extra : NULL);
+						     rl_lines(x, extra));
 					return;
 				}
 			}
@@ -489,7 +502,7 @@ static void finish(struct aggregate *a)
 		return;
 	}
 	x->status = 200;
-	client_answer_own(x->c, 200, RW_OK, "application/json", writer_len(&ew) ? extra : NULL, body,
+	client_answer_own(x->c, 200, RW_OK, "application/json", lines_of(&ew, extra), body,
 			  strlen(body), x->method_id == HTTP_M_HEAD);
 	free(body);
 }

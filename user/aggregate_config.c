@@ -165,7 +165,6 @@ static void check_template(struct loader *ld, const yaml_node_t *v, const struct
 					const char *rest = dot + 1;
 					size_t rlen = len - head - 1;
 					bool form = (rlen == 6 && !strncmp(rest, "status", 6)) ||
-						    (rlen == 4 && !strncmp(rest, "body", 4)) ||
 						    (rlen > 5 && !strncmp(rest, "body.", 5));
 					if (form && !waits_for(a, c, (int)i)) {
 						schema_report(ld, v,

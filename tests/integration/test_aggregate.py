@@ -30,6 +30,7 @@ class JsonUpstream:
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -162,6 +163,10 @@ ROUTES = [
         {"key": "user", "upstream": "users", "path": "/users/1"},
         {"key": "slow", "upstream": "orders", "path": "/slow/s", "required": False},
     ], "          timeout: 100ms\n"),
+    ("limited", "/agg/limited", [
+        {"key": "user", "upstream": "users", "path": "/users/1"},
+        {"key": "bad", "upstream": "orders", "path": "/status/500", "required": False},
+    ], ""),
     ("who", "/agg/who/{x}", [
         {"key": "one", "upstream": "users", "path": "/echo/{consumer}/{x}?h={header.X-Thing}"},
         {"key": "two", "upstream": "orders", "path": "/echo/two", "method": "POST"},
@@ -177,6 +182,8 @@ def gw(ups, tmp_path_factory):
         routes += f"      - name: {name}\n        match: {{ path_exact: \"{path}\" }}\n"
         if name == "who":
             routes += "        auth: [api_key]\n"
+        if name == "limited":
+            routes += "        rate_limit: [{by: ip, rate: 1000/s}]\n"
         routes += call_block(calls, extra)
     dead = free_port()
     extra = ("consumers:\n  - name: mobile-app\n    groups: [mobile]\n"
@@ -250,6 +257,14 @@ def test_optional_failures_are_null_and_named_in_the_header(gw):
     assert r.getheader("X-Ringway-Partial") == "bad,dead"
     doc = json.loads(body)
     assert doc["user"]["name"] == "Ada" and doc["bad"] is None and doc["dead"] is None
+
+
+def test_rate_limit_fields_and_the_partial_header_together(gw):
+    r, body = get(gw.port, "/agg/limited")
+    assert r.status == 200, body
+    assert r.getheader("X-Ringway-Partial") == "bad"
+    assert r.getheader("RateLimit-Policy") and r.getheader("RateLimit-Remaining"), r.getheaders()
+    assert json.loads(body)["bad"] is None
 
 
 def test_required_failure_is_502_naming_the_call(gw):
