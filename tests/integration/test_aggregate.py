@@ -374,3 +374,24 @@ def test_config_errors(tmp_path, route, marker, message):
     path, rc, out = ringway_check(tmp_path, text)
     assert rc != 0, out
     assert f"{path}:{position(text, marker)}: " in out and message in out, out
+
+
+def test_client_leaving_mid_aggregate_and_a_request_body(gw):
+    """The client goes before the calls answer: the calls go with the exchange, the gateway
+    serves the next request. A request body is not read: the answer closes the connection."""
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(b"GET /agg/three HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.close()
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall(b"POST /agg/partial HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    assert b"Connection: close" in head and json.loads(body)["user"]["id"] == "1"
+    time.sleep(DELAY * 2)  # the abandoned calls' answers arrive at closed legs
+    r, body = get(gw.port, "/agg/three")
+    assert r.status == 200, body
