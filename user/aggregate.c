@@ -21,6 +21,7 @@
 enum call_state { CALL_PENDING = 0, CALL_RUNNING, CALL_OK, CALL_FAILED };
 
 #define TARGET_MAX 2048
+#define KEPT_BODY_MAX (64u << 10) /* a call's body memory kept with the exchange up to this */
 
 struct agg_call {
 	struct leg leg;
@@ -532,8 +533,9 @@ static void on_deadline(struct timer *t)
 void aggregate_handle(struct exchange *x)
 {
 	const struct rw_aggregate *cfg = x->route->aggregate;
-	struct aggregate *a = calloc(1, sizeof *a);
-	if (!a) {
+	struct aggregate *a = x->agg_kept; /* the exchange's pool: bodies' memory kept, the rest reset */
+	x->agg_kept = NULL;
+	if (!a && !(a = calloc(1, sizeof *a))) {
 		exchange_refuse(x, RW_INTERNAL, NULL, true);
 		return;
 	}
@@ -541,8 +543,14 @@ void aggregate_handle(struct exchange *x)
 	a->x = x;
 	a->cfg = cfg;
 	a->nleft = cfg->ncalls;
-	for (uint32_t i = 0; i < cfg->ncalls; i++)
-		leg_init(&a->calls[i].leg, x);
+	for (uint32_t i = 0; i < cfg->ncalls; i++) {
+		struct agg_call *c = &a->calls[i];
+		leg_init(&c->leg, x);
+		c->state = CALL_PENDING;
+		c->why[0] = '\0';
+		c->len = 0;
+		c->json = NULL;
+	}
 	exchange_keep_head(x);
 	timer_arm(&x->sh->loop.wheel, &a->tm, cfg->timeout_ms, on_deadline);
 	start_ready(a);
@@ -554,11 +562,28 @@ void aggregate_end(struct exchange *x)
 	struct aggregate *a = x->agg;
 	x->agg = NULL;
 	timer_cancel(&x->sh->loop.wheel, &a->tm);
-	for (uint32_t i = 0; i < a->cfg->ncalls; i++) {
+	for (uint32_t i = 0; i < AGG_MAX_CALLS; i++) {
 		struct agg_call *c = &a->calls[i];
-		leg_release(&c->leg, false);
+		if (i < a->cfg->ncalls)
+			leg_release(&c->leg, false);
 		json_decref(c->json);
-		free(c->body);
+		c->json = NULL;
+		if (c->cap > KEPT_BODY_MAX) { /* a large body's memory is not kept */
+			free(c->body);
+			c->body = NULL;
+			c->cap = 0;
+		}
 	}
+	x->agg_kept = a; /* pooled with the exchange, for its next aggregate */
+}
+
+void aggregate_free_kept(struct exchange *x)
+{
+	struct aggregate *a = x->agg_kept;
+	x->agg_kept = NULL;
+	if (!a)
+		return;
+	for (uint32_t i = 0; i < AGG_MAX_CALLS; i++)
+		free(a->calls[i].body);
 	free(a);
 }

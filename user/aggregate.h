@@ -51,5 +51,7 @@ void aggregate_handle(struct exchange *x);
 /* The exchange ends (answered, or the client went away): the calls' legs, the deadline and the
  * collected bodies go. */
 void aggregate_end(struct exchange *x);
+/* The worker ends: the state its pooled exchange x kept goes. */
+void aggregate_free_kept(struct exchange *x);
 
 #endif

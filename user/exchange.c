@@ -22,7 +22,9 @@ static struct exchange *exchange_alloc(struct shard *sh)
 	struct exchange *x = sh->free_exchanges;
 	if (x)
 		sh->free_exchanges = x->next_free;
-	else if (!(x = malloc(sizeof *x)))
+	else if ((x = malloc(sizeof *x)))
+		x->agg_kept = NULL;
+	else
 		return NULL;
 	memset(x, 0, offsetof(struct exchange, who)); /* req is filled from the parse */
 	x->who.method = 0;

@@ -65,6 +65,7 @@ struct exchange {
 	/* not cleared when the exchange is reused: who.method is, the rest is written before use */
 	struct auth_identity who; /* who the request is from (auth.h); method 0: unknown */
 	char rl_headers[RL_HEADERS_MAX]; /* the RateLimit fields of the answer (ratelimit.h) */
+	struct aggregate *agg_kept; /* an aggregate's state, kept for the next one (aggregate.c) */
 	struct http_request req;  /* last: only its used headers are copied in */
 };
 

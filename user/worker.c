@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aggregate.h"
 #include "auth_cache.h"
 #include "conn.h"
 #include "exchange.h"
@@ -405,6 +406,7 @@ static void worker_destroy(struct worker *w)
 	while (w->shard.free_exchanges) {
 		struct exchange *x = w->shard.free_exchanges;
 		w->shard.free_exchanges = x->next_free;
+		aggregate_free_kept(x);
 		free(x);
 	}
 	offload_drain(&w->shard.inbox); /* jobs whose exchange is gone: freed */
