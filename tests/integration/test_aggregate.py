@@ -186,14 +186,17 @@ def gw(ups, tmp_path_factory):
             routes += "        rate_limit: [{by: ip, rate: 1000/s}]\n"
         routes += call_block(calls, extra)
     dead = free_port()
+    admin_port = free_port()
     extra = ("consumers:\n  - name: mobile-app\n    groups: [mobile]\n"
              f"    api_keys: [\"{key_hash('key-mobile')}\"]\n"
-             "identity_token:\n  ttl: 60s\n  jwks_path: /.well-known/jwks.json\n")
+             "identity_token:\n  ttl: 60s\n  jwks_path: /.well-known/jwks.json\n"
+             f"admin:\n  listen: 127.0.0.1:{admin_port}\n")
     cfg = make_config(port, [("users", [ups["users"].addr], "5s"),
                              ("orders", [ups["orders"].addr], "5s"),
                              ("geo", [ups["geo"].addr], "5s"),
                              ("dead", [f"127.0.0.1:{dead}"], "1s")], routes, extra=extra)
     g = Gateway(str(tmp_path_factory.mktemp("agg")), cfg, port)
+    g.admin_port = admin_port
     yield g
     assert g.stop() == 0, g.logs()[-4000:]
 
@@ -395,3 +398,32 @@ def test_client_leaving_mid_aggregate_and_a_request_body(gw):
     time.sleep(DELAY * 2)  # the abandoned calls' answers arrive at closed legs
     r, body = get(gw.port, "/agg/three")
     assert r.status == 200, body
+
+
+def metric(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_counted_on_the_route(gw):
+    def metrics():
+        return get(gw.admin_port, "/metrics")[1].decode()
+    before = metrics()
+    for _ in range(3):
+        assert get(gw.port, "/agg/partial")[0].status == 200
+    assert get(gw.port, "/agg/required")[0].status == 502
+    ok = dict(frontend="public", route="partial", status_class="2xx")
+    bad = dict(frontend="public", route="required", status_class="5xx")
+    deadline = time.time() + 3
+    while True:
+        after = metrics()
+        d_ok = metric(after, "ringway_requests_total", **ok) - metric(before, "ringway_requests_total", **ok)
+        d_bad = metric(after, "ringway_requests_total", **bad) - metric(before, "ringway_requests_total", **bad)
+        if (d_ok, d_bad) == (3, 1) or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert (d_ok, d_bad) == (3, 1), [l for l in after.splitlines() if "ringway_requests_total" in l]
+    assert metric(after, "ringway_refusals_total", reason="aggregate_call_failed") >= 1
