@@ -605,6 +605,9 @@ static const struct rule route_rules[] = {
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_route, auth) },
 	{ .key = "rate_limit", .parse = ratelimit_parse,
 	  .offset = offsetof(struct rw_route, rate_limits) },
+	{ .key = "request", .parse = transform_parse_request, .offset = offsetof(struct rw_route, xf) },
+	{ .key = "response", .parse = transform_parse_response,
+	  .offset = offsetof(struct rw_route, xf) },
 	{ 0 }
 };
 
@@ -668,6 +671,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		schema_walk_mapping(ld, map, label, route_rules, rt);
 		auth_route_finish(ld, map, &rt->auth, f, ld->cfg);
 		ratelimit_route_finish(ld, &rt->rate_limits, rt->name, f);
+		transform_route_finish(&rt->xf, &f->xf);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
 		if (sound[i])
 			check_shadowing(ld, f, sound, rt, map);
@@ -771,6 +775,10 @@ static const struct rule frontend_rules[] = {
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "rate_limit", .parse = ratelimit_parse,
 	  .offset = offsetof(struct rw_frontend, rate_limits) },
+	{ .key = "request", .parse = transform_parse_request,
+	  .offset = offsetof(struct rw_frontend, xf) },
+	{ .key = "response", .parse = transform_parse_response,
+	  .offset = offsetof(struct rw_frontend, xf) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };
@@ -829,6 +837,7 @@ static void frontends_free(struct rw_config *cfg)
 			free(f->routes[j].strip_prefix);
 			auth_route_free(&f->routes[j].auth);
 			ratelimit_free(&f->routes[j].rate_limits);
+			transform_free(&f->routes[j].xf);
 			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
@@ -837,6 +846,7 @@ static void frontends_free(struct rw_config *cfg)
 		schema_free_addresses(f->listens, f->nlistens);
 		auth_route_free(&f->auth);
 		ratelimit_free(&f->rate_limits);
+		transform_free(&f->xf);
 		free(f->name);
 	}
 	free(cfg->frontends);

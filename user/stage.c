@@ -1,5 +1,6 @@
 /* stage.c — compiling a route's stages (the body limit first, then authentication, the ACL and
- * the scopes of auth.h, then the rate limits of ratelimit.h, when the route has them), and the
+ * the scopes of auth.h, then the rate limits of ratelimit.h, then the transform of transform.h,
+ * when the route has them), and the
  * stages the core owns: the request-body
  * limit (413 for a declared Content-Length over the limit; a chunked body is held to the same
  * limit as it is forwarded). Policy modules add theirs to stages_compile. */
@@ -9,6 +10,7 @@
 
 #include "config.h"
 #include "exchange.h"
+#include "transform.h"
 
 static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 {
@@ -22,7 +24,7 @@ static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 
 int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 {
-	rt->stages = calloc(5, sizeof *rt->stages);
+	rt->stages = calloc(6, sizeof *rt->stages);
 	if (!rt->stages)
 		return -1;
 	uint32_t n = 0;
@@ -38,6 +40,8 @@ int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 	if (rt->rate_limits.count)
 		rt->stages[n++] = (struct stage){ .name = "rate_limit", .run = ratelimit_check,
 						  .cancel = ratelimit_cancel };
+	if (rt->xf.request)
+		rt->stages[n++] = (struct stage){ .name = "transform", .run = transform_stage };
 	rt->nstages = n;
 	return 0;
 }
