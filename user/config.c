@@ -763,9 +763,34 @@ static void parse_listen(struct loader *ld, yaml_node_t *v, void *obj, const str
 	}
 }
 
+/* A frontend's hosts: host patterns, as a route's match.host. */
+static void parse_frontend_hosts(struct loader *ld, yaml_node_t *v, void *obj,
+				 const struct rule *rule)
+{
+	struct rw_frontend *f = obj;
+	if (!schema_expect_kind(ld, v, YAML_SEQUENCE_NODE, rule->key))
+		return;
+	if (schema_item_count(v) == 0) {
+		schema_report(ld, v, "hosts: empty list (leave the key out to serve every host)");
+		return;
+	}
+	if (!(f->hosts = schema_alloc(ld, schema_item_count(v), sizeof *f->hosts)))
+		return;
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+		yaml_node_t *item = schema_node(ld, *i);
+		const char *s = schema_expect_scalar(ld, item, rule->key);
+		if (s && !valid_host_pattern(s))
+			schema_report(ld, item, "hosts: invalid host pattern '%s' (expected a name like "
+				      "api.example.com or *.example.com, without port)", s);
+		else if (s && (f->hosts[f->nhosts] = schema_strdup(ld, s)))
+			f->nhosts++;
+	}
+}
+
 static const struct rule frontend_rules[] = {
 	{ .key = "name", .parse = parse_frontend_name, .required = true },
 	{ .key = "listen", .parse = parse_listen, .required = true },
+	{ .key = "hosts", .parse = parse_frontend_hosts },
 	/* the defaults of its routes, read before them */
 	{ .key = "auth", .parse = auth_parse_methods, .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "allow_groups", .parse = auth_parse_allow_groups,
@@ -847,6 +872,9 @@ static void frontends_free(struct rw_config *cfg)
 		auth_route_free(&f->auth);
 		ratelimit_free(&f->rate_limits);
 		transform_free(&f->xf);
+		for (uint32_t j = 0; j < f->nhosts; j++)
+			free(f->hosts[j]);
+		free(f->hosts);
 		free(f->name);
 	}
 	free(cfg->frontends);

@@ -84,6 +84,9 @@ struct rw_frontend {
 	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups, scopes */
 	struct rw_rate_limits rate_limits; /* shared by its routes (ratelimit.h) */
 	struct rw_transforms xf;   /* defaults of its routes (transform.h) */
+	char **hosts;          /* non-empty: the only hosts it serves ("api.example.com",
+				* "*.example.com"); others get 421 */
+	uint32_t nhosts;
 	struct route_stats *stats; /* counters of its requests that no route took (metrics_bind) */
 };
 

@@ -197,6 +197,10 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 		return;
 	}
 	const struct rw_frontend *fe = x->snap->listener_fe[c->listener];
+	if (fe && fe->nhosts && !router_host_in(fe->hosts, fe->nhosts, req->host)) {
+		exchange_refuse(x, RW_MISDIRECTED, NULL, false);
+		return;
+	}
 	uint32_t allow = 0;
 	x->route = fe ? router_match(fe->router, req->host, req->path, req->method_id, &allow) : NULL;
 	if (!x->route) {

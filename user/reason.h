@@ -35,6 +35,7 @@ struct writer;
 	X(URI_TOO_LONG, 414, "uri_too_long", "request target too long")                            \
 	X(HEADERS_TOO_LARGE, 431, "headers_too_large", "request header fields too large")          \
 	X(NO_ROUTE, 404, "no_route", "no route matches this request")                              \
+	X(MISDIRECTED, 421, "misdirected_host", "this frontend does not serve that host")         \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "method not allowed on this route")      \
 	X(AUTH_MISSING, 401, "auth_missing", "credentials required")                               \
 	X(AUTH_FAILED, 401, "auth_failed", "invalid credentials")                                  \

@@ -85,6 +85,15 @@ static bool path_matches(const struct rw_route *r, struct slice path)
 	       path.p[r->path_len] == '/';
 }
 
+bool router_host_in(char *const *patterns, uint32_t n, struct slice host)
+{
+	struct slice bare = host_without_port(host);
+	for (uint32_t i = 0; i < n; i++)
+		if (host_matches(patterns[i], bare))
+			return true;
+	return false;
+}
+
 const struct rw_route *router_match(const struct router *r, struct slice host, struct slice path,
 				    uint8_t method_id, uint32_t *allow)
 {

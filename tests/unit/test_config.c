@@ -355,7 +355,7 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 		      "api_key, scopes, rate_limit, request, response)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, scopes, rate_limit, request, response, routes)");
+		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, request, response, routes)");
 }
 
 Test(config_errors, wrong_types)
@@ -700,7 +700,7 @@ Test(config_errors, every_error_is_reported_in_file_order)
 		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
 		      "random, least_conn)",
 		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
-		      "auth, allow_groups, deny_groups, scopes, rate_limit, request, response, routes)",
+		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, request, response, routes)",
 		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
 		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
 		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
@@ -1604,8 +1604,12 @@ Test(config_demo, config_ringway_yaml_loads_and_routes)
 	cr_assert_eq(cfg->upstreams[0].ntargets, 2);
 	cr_assert_str_eq(cfg->upstreams[1].name, "orders");
 	cr_assert_str_eq(cfg->upstreams[1].targets[0].text, "127.0.0.1:9103");
-	cr_assert_eq(cfg->nfrontends, 1);
+	cr_assert_eq(cfg->nfrontends, 2); /* public, and mobile (Backends-for-Frontends) */
 	cr_assert_str_eq(cfg->frontends[0].listens[0].text, "127.0.0.1:8080");
+	cr_assert_str_eq(cfg->frontends[1].name, "mobile");
+	cr_assert_str_eq(cfg->frontends[1].listens[0].text, "127.0.0.1:8081");
+	cr_assert_eq(cfg->frontends[1].routes[0].auth.methods, AUTH_API_KEY);
+	cr_assert_eq(cfg->frontends[1].routes[0].rate_limits.count, 1);
 
 	uint32_t allow = 0;
 	cr_assert_str_eq(route_for(cfg, "localhost:8080", "/api/users/1", HTTP_M_GET, NULL), "users");

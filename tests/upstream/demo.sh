@@ -12,6 +12,7 @@ GATEWAY=${RINGWAY_BIN:-build/ringway}     # RINGWAY_BIN=build/asan/ringway for t
 CONFIG=${RINGWAY_CONFIG:-config/ringway.yaml}
 UPSTREAMS=("127.0.0.1:9101 users-1" "127.0.0.1:9102 users-2" "127.0.0.1:9103 orders")
 GATEWAY_PORT=8080
+MOBILE_PORT=8081      # the second frontend (the mobile app's)
 
 die() { echo "demo: $*" >&2; exit 1; }
 
@@ -33,7 +34,9 @@ for spec in "${UPSTREAMS[@]}"; do
     port=${spec%% *}; port=${port##*:}
     if port_busy "$port"; then busy+=("$port"); fi
 done
-if port_busy "$GATEWAY_PORT"; then busy+=("$GATEWAY_PORT"); fi
+for port in "$GATEWAY_PORT" "$MOBILE_PORT"; do
+    if port_busy "$port"; then busy+=("$port"); fi
+done
 if [ ${#busy[@]} -gt 0 ]; then
     die "port(s) ${busy[*]} already in use on 127.0.0.1 (another demo still running? see: ss -ltnp)"
 fi
@@ -81,12 +84,15 @@ done
 cat <<EOF
 
   ringway demo: upstreams users-1 :9101, users-2 :9102, orders :9103; gateway on 127.0.0.1:$GATEWAY_PORT
+  (frontend public) and 127.0.0.1:$MOBILE_PORT (frontend mobile)
   Try, in another terminal:
 
     curl -s localhost:$GATEWAY_PORT/api/users/1
     curl -s localhost:$GATEWAY_PORT/api/orders/7
     curl -s -X POST --data-binary @README.md localhost:$GATEWAY_PORT/api/users
     curl -si localhost:$GATEWAY_PORT/nope          # 404
+    curl -s -H 'X-API-Key: demo-mobile-key' localhost:$MOBILE_PORT/m/users/7   # the mobile frontend
+    curl -si localhost:$MOBILE_PORT/m/users/7      # 401: that frontend wants an API key
     curl -s localhost:9901/metrics                 # the admin API: also /status, /config, /upstreams
     curl -s -X POST localhost:9901/reload          # after editing $CONFIG (or: kill -HUP)
 
