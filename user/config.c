@@ -6,6 +6,7 @@
  * reading machinery is schema.c; the xdp section is xdp_config.c, consumers auth_config.c. Out of
  * memory fails the load with one error line. */
 #include "config.h"
+#include "cors.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -608,6 +609,7 @@ static const struct rule route_rules[] = {
 	{ .key = "request", .parse = transform_parse_request, .offset = offsetof(struct rw_route, xf) },
 	{ .key = "response", .parse = transform_parse_response,
 	  .offset = offsetof(struct rw_route, xf) },
+	{ .key = "cors", .parse = cors_parse, .offset = offsetof(struct rw_route, xf) },
 	{ 0 }
 };
 
@@ -804,6 +806,7 @@ static const struct rule frontend_rules[] = {
 	  .offset = offsetof(struct rw_frontend, xf) },
 	{ .key = "response", .parse = transform_parse_response,
 	  .offset = offsetof(struct rw_frontend, xf) },
+	{ .key = "cors", .parse = cors_parse, .offset = offsetof(struct rw_frontend, xf) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };

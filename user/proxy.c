@@ -520,11 +520,14 @@ static size_t build_response_head(const struct exchange *x, const struct http_re
 		    !(hsts && slice_ieq(h->name, "strict-transport-security", 25)) &&
 		    !(x->rl_headers_len && h->name.len > 10 &&
 		      slice_ieq(slice_make(h->name.p, 10), "ratelimit-", 10)) &&
+		    !(x->cors_headers_len && h->name.len > 15 &&
+		      slice_ieq(slice_make(h->name.p, 15), "access-control-", 15)) &&
 		    transform_header(xf, &name))
 			w_header(&o, name, h->value);
 	}
 	transform_write_headers(xf, &o);
 	w_put(&o, x->rl_headers, x->rl_headers_len); /* the gateway's limits, not the upstream's */
+	w_put(&o, x->cors_headers, x->cors_headers_len); /* and its CORS decision */
 	w_str(&o, "X-Request-Id: ");
 	w_str(&o, x->request_id);
 	w_str(&o, "\r\n");

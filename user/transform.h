@@ -51,12 +51,14 @@ struct rw_response_xf {
 	struct rw_header_xf headers;
 };
 
-/* A route's or frontend's transforms. A route without its own request (response) transform uses
- * its frontend's: the pointer is then shared and not owned. */
+/* A route's or frontend's transforms and CORS. A route without its own request (response, cors)
+ * uses its frontend's: the pointer is then shared and not owned. */
+struct rw_cors;
 struct rw_transforms {
 	struct rw_request_xf *request;
 	struct rw_response_xf *response;
-	bool own_request, own_response;
+	struct rw_cors *cors;   /* cors.h */
+	bool own_request, own_response, own_cors;
 };
 
 /* ---- configuration (transform_config.c) ---- */

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "cors.h"
 #include "http1.h"
 #include "schema.h"
 #include "transform.h"
@@ -390,6 +391,10 @@ void transform_route_finish(struct rw_transforms *rt, const struct rw_transforms
 		rt->response = frontend->response;
 		rt->own_response = false;
 	}
+	if (!rt->cors) {
+		rt->cors = frontend->cors;
+		rt->own_cors = false;
+	}
 }
 
 void transform_free(struct rw_transforms *t)
@@ -400,7 +405,10 @@ void transform_free(struct rw_transforms *t)
 		free_header_xf(&t->response->headers);
 		free(t->response);
 	}
+	if (t->own_cors)
+		cors_free(t->cors);
 	t->request = NULL;
 	t->response = NULL;
-	t->own_request = t->own_response = false;
+	t->cors = NULL;
+	t->own_request = t->own_response = t->own_cors = false;
 }
