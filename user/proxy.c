@@ -91,9 +91,7 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	else
 		w_slice(&o, req->method);
 	w_str(&o, " ");
-	if (path.len == 0 || path.p[0] != '/')
-		w_str(&o, "/");
-	w_slice(&o, path);
+	transform_write_path(&o, path, xf);
 	const struct rw_route_auth *auth = &rt->auth;
 	const struct rw_identity_token *idt = &x->snap->cfg->identity;
 	bool hide = x->who.method && auth->hide_credentials;

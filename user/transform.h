@@ -1,9 +1,11 @@
 /* transform.h — request and response transforms of a route (or its frontend's default): request
- * headers added, set, removed and renamed, query parameters added and removed, the method
- * overridden; response headers added, set and removed. The configuration (the route and frontend
- * keys `request:` and `response:`, their load-time checks) is transform_config.c; the runtime
+ * headers added, set, removed and renamed, query parameters added and removed, the path
+ * rewritten by a regex with captures (PCRE2), the method overridden; response headers added, set and removed. The configuration (the route and frontend
+ * keys `request:` and `response:`, their load-time checks, path regexes compiled) is
+ * transform_config.c; the runtime
  * here: the `transform` stage and the helpers proxy.c writes the upstream request head and the
- * proxied response head with. The gateway's own headers are never touched (refused at load). */
+ * proxied response head with; the path rewritten by a PCRE2 regex. The gateway's own headers are
+ * never touched (refused at load). */
 #ifndef RINGWAY_TRANSFORM_H
 #define RINGWAY_TRANSFORM_H
 
@@ -37,12 +39,18 @@ struct rw_header_xf {
 	uint32_t nremove;
 };
 
+struct pcre2_real_code_8;
+
 struct rw_request_xf {
 	struct rw_header_xf headers;
 	char **query_remove;     /* parameter names (as written in the query, not decoded) */
 	uint32_t nquery_remove;
 	char *query_add;         /* "k=v&k2=v2", percent-encoded at load; NULL: none */
 	uint32_t query_add_len;
+	struct pcre2_real_code_8 *path_re; /* path.regex compiled (JIT when available); NULL: none */
+	char *path_regex;        /* as written, for logs */
+	char *path_replace;      /* path.replace: $1..$9 (or ${N}) are the captures, $$ a '$' */
+	uint32_t path_replace_len;
 	char *method;            /* NULL: the client's */
 	uint8_t method_id;       /* enum http_method of method */
 };
@@ -78,6 +86,9 @@ enum stage_result transform_stage(struct exchange *x, const struct stage *st);
 bool transform_header(const struct rw_header_xf *xf, struct slice *name);
 /* Writes the set and add lines. xf may be NULL. */
 void transform_write_headers(const struct rw_header_xf *xf, struct writer *o);
+/* Writes the upstream path: path (after strip_prefix) rewritten by xf's path regex when it
+ * matches (the first match replaced), else as it is; a '/' first when it lacks one. */
+void transform_write_path(struct writer *o, struct slice path, const struct rw_request_xf *xf);
 /* Writes "?query" without the parameters of xf->query_remove and without also_drop (NULL: none),
  * then xf's added parameters; nothing when nothing is left. */
 void transform_write_query(struct writer *o, struct slice query, const char *also_drop,

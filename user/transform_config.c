@@ -2,8 +2,11 @@
  * `request:` (headers: add, set, remove, rename; query: add, remove; method) and `response:`
  * (headers: add, set, remove); their checks at load (header names are tokens, values hold no
  * control character but tab — CR, LF and NUL above all —, the gateway's own headers are refused,
- * the method is a known one), query parameters percent-encoded once here; the frontend's
+ * the method is a known one), query parameters percent-encoded once here, the path regex compiled
+ * (PCRE2, JIT where available) and its replacement checked against its captures; the frontend's
  * transforms as the default of its routes, and freeing them. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +292,93 @@ static const struct rule query_rules[] = {
 	{ 0 }
 };
 
+/* ---- path ---- */
+
+struct path_read {
+	struct rw_request_xf *rq;
+	const yaml_node_t *regex_node, *replace_node;
+};
+
+static void parse_path_regex(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct path_read *r = obj;
+	const char *s = schema_expect_scalar(ld, v, "request.path.regex");
+	if (!s)
+		return;
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)s, v->data.scalar.length, 0, &err, &off, NULL);
+	if (!re) {
+		PCRE2_UCHAR msg[160];
+		pcre2_get_error_message(err, msg, sizeof msg);
+		schema_report(ld, v, "request.path.regex: %s at offset %zu of '%s'", (char *)msg,
+			      (size_t)off, s);
+		return;
+	}
+	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT, the interpreter matches */
+	r->rq->path_re = re;
+	r->rq->path_regex = schema_strdup(ld, s);
+	r->regex_node = v;
+}
+
+/* Runs after regex: $N and ${N} name a capture the regex has (N <= 9), $$ is a '$'; the rest is
+ * what a path may hold. */
+static void parse_path_replace(struct loader *ld, yaml_node_t *v, void *obj,
+			       const struct rule *rule)
+{
+	struct path_read *r = obj;
+	const char *s = schema_expect_scalar(ld, v, "request.path.replace");
+	if (!s)
+		return;
+	uint32_t captures = 0;
+	if (r->rq->path_re)
+		pcre2_pattern_info(r->rq->path_re, PCRE2_INFO_CAPTURECOUNT, &captures);
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= ' ' || c >= 0x7f || c == '?' || c == '#') {
+			schema_report(ld, v, "request.path.replace: '%s' holds a character a path cannot "
+				      "(a space, a control, '?' or '#')", s);
+			return;
+		}
+		if (c != '$')
+			continue;
+		if (p[1] == '$') {
+			p++;
+			continue;
+		}
+		bool braced = p[1] == '{';
+		const char *d = p + 1 + braced;
+		if (*d < '1' || *d > '9' || (braced && d[1] != '}') ||
+		    (!braced && d[1] >= '0' && d[1] <= '9')) {
+			schema_report(ld, v, "request.path.replace: '%s': '$' must be followed by a "
+				      "capture number 1..9 (${N} when a digit follows), or be written $$", s);
+			return;
+		}
+		if (r->rq->path_re && (uint32_t)(*d - '0') > captures) {
+			schema_report(ld, v, "request.path.replace: $%c names no capture of the regex "
+				      "(it has %u)", *d, captures);
+			return;
+		}
+		p = d + braced;
+	}
+	r->rq->path_replace = schema_strdup(ld, s);
+	r->rq->path_replace_len = (uint32_t)strlen(s);
+}
+
+static const struct rule path_rules[] = {
+	{ .key = "regex", .parse = parse_path_regex, .required = true },
+	{ .key = "replace", .parse = parse_path_replace, .required = true },
+	{ 0 }
+};
+
+static void parse_req_path(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
+{
+	struct path_read r = { .rq = obj };
+	(void)rule;
+	if (schema_expect_kind(ld, v, YAML_MAPPING_NODE, "request.path"))
+		schema_walk_mapping(ld, v, "request.path", path_rules, &r);
+}
+
 /* ---- request and response ---- */
 
 static void parse_req_headers(struct loader *ld, yaml_node_t *v, void *obj, const struct rule *rule)
@@ -327,6 +417,7 @@ static void parse_req_method(struct loader *ld, yaml_node_t *v, void *obj, const
 static const struct rule request_rules[] = {
 	{ .key = "headers", .parse = parse_req_headers },
 	{ .key = "query", .parse = parse_req_query },
+	{ .key = "path", .parse = parse_req_path },
 	{ .key = "method", .parse = parse_req_method },
 	{ 0 }
 };
@@ -356,6 +447,9 @@ static void free_request(struct rw_request_xf *rq)
 	free(rq->query_remove);
 	free(rq->query_add);
 	free(rq->method);
+	pcre2_code_free(rq->path_re);
+	free(rq->path_regex);
+	free(rq->path_replace);
 	free(rq);
 }
 

@@ -200,3 +200,68 @@ def test_valid_transform_config_checks(tmp_path):
                    "        response: { headers: { set: { Cache-Control: no-store } } }\n")
     path, code, out = ringway_check(tmp_path, text)
     assert code == 0, out
+
+
+PATH_ROUTES = (
+    "      - name: v1\n        match: { path_prefix: /v1 }\n        upstream: app\n"
+    "        request: { path: { regex: \"^/v1/(.*)$\", replace: \"/api/$1\" } }\n"
+    "      - name: swap\n        match: { path_prefix: /svc }\n        upstream: app\n"
+    "        strip_prefix: /svc\n"
+    "        request: { path: { regex: \"^/old/(\\\\w+)/(\\\\d+)$\", replace: \"/new/$2/${1}0\" } }\n"
+    "      - name: noslash\n        match: { path_prefix: /ns }\n        upstream: app\n"
+    "        request: { path: { regex: \"^/ns/(.*)$\", replace: \"$1\" }, method: PUT }\n")
+
+
+@pytest.fixture(scope="module")
+def pgw(tmp_path_factory):
+    up = Upstream("t2")
+    port = free_port()
+    g = Gateway(str(tmp_path_factory.mktemp("pgw")),
+                make_config(port, [("app", [up.addr], "10s")], PATH_ROUTES), port)
+    yield g
+    code = g.stop()
+    up.stop()
+    assert code == 0, g.logs()[-4000:]
+
+
+def test_path_regex_with_captures(pgw):
+    _, e = echo_of(pgw, "GET", "/v1/users/7?x=1")
+    assert e["path"] == "/api/users/7" and e["query"] == "x=1"
+    # after strip_prefix; two captures swapped, ${1} before a digit
+    _, e = echo_of(pgw, "GET", "/svc/old/books/42")
+    assert e["path"] == "/new/42/books0"
+
+
+def test_path_regex_no_match_leaves_the_path(pgw):
+    _, e = echo_of(pgw, "GET", "/svc/old/books/not-a-number")
+    assert e["path"] == "/old/books/not-a-number"
+    _, e = echo_of(pgw, "GET", "/v1")
+    assert e["path"] == "/v1"
+
+
+def test_path_regex_result_gets_a_slash(pgw):
+    _, e = echo_of(pgw, "GET", "/ns/a/b")
+    assert e["path"] == "/a/b" and e["method"] == "PUT"
+    _, e = echo_of(pgw, "GET", "/ns/")
+    assert e["path"] == "/"
+
+
+@pytest.mark.parametrize("snippet,marker,message", [
+    ("        request: { path: { regex: \"^/(a\", replace: \"/b\" } }\n", "\"^/(a\"",
+     "request.path.regex: missing closing parenthesis at offset 4 of '^/(a'"),
+    ("        request: { path: { regex: \"^/(a)$\", replace: \"/b/$2\" } }\n", "\"/b/$2\"",
+     "request.path.replace: $2 names no capture of the regex (it has 1)"),
+    ("        request: { path: { regex: \"^/(a)$\", replace: \"/b/$x\" } }\n", "\"/b/$x\"",
+     "request.path.replace: '/b/$x': '$' must be followed by a capture number 1..9"),
+    ("        request: { path: { regex: \"^/(a)$\", replace: \"/b/$10\" } }\n", "\"/b/$10\"",
+     "request.path.replace: '/b/$10': '$' must be followed by a capture number 1..9"),
+    ("        request: { path: { regex: \"^/(a)$\", replace: \"/b c\" } }\n", "\"/b c\"",
+     "request.path.replace: '/b c' holds a character a path cannot"),
+    ("        request: { path: { regex: \"^/(a)$\" } }\n", "{ regex",
+     "request.path: missing required key 'replace'"),
+])
+def test_path_config_errors(tmp_path, snippet, marker, message):
+    text = BASE + snippet
+    path, code, out = ringway_check(tmp_path, text)
+    assert code != 0, out
+    assert f"{path}:{position(text, marker)}: {message}" in out, out

@@ -187,3 +187,37 @@ Test(transform, query_rewritten)
 	query("debug=1", NULL, &xf, "");
 	query("x=1&&y=2", NULL, &xf, "?x=1&y=2");
 }
+
+static void path_of(const struct rw_request_xf *xf, const char *in, size_t cap, const char *want)
+{
+	char buf[256];
+	struct writer o = writer_init(buf, cap);
+	transform_write_path(&o, slice_make(in, strlen(in)), xf);
+	if (!want) {
+		cr_assert(o.overflow, "'%s' should not fit in %zu bytes", in, cap);
+		return;
+	}
+	cr_assert_not(o.overflow);
+	buf[writer_len(&o)] = '\0';
+	cr_assert_str_eq(buf, want);
+}
+
+Test(transform, path_regex)
+{
+	struct rw_config *cfg = load_ok(
+		HEAD
+		"    routes:\n"
+		"      - name: r\n"
+		"        match: {path_prefix: /}\n"
+		"        upstream: users\n"
+		"        request: {path: {regex: \"^/v1/(\\\\w+)/(.*)$\", replace: \"$2/$1/$$\"}}\n");
+	const struct rw_request_xf *xf = cfg->frontends[0].routes[0].xf.request;
+	cr_assert_not_null(xf->path_re);
+	path_of(xf, "/v1/users/7", 256, "/7/users/$");
+	path_of(xf, "/v2/users/7", 256, "/v2/users/7");      /* no match: as it is */
+	path_of(xf, "", 256, "/");
+	path_of(xf, "/v1/users/7", 11, "/7/users/$");        /* exactly fits */
+	path_of(xf, "/v1/users/7", 10, NULL);                 /* one byte short */
+	path_of(NULL, "x", 256, "/x");
+	config_unref(cfg);
+}
