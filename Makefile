@@ -34,7 +34,7 @@ export RINGWAY_WOLFSSL_SAID := $(WOLFSSL_CHOICE)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
            -D_GNU_SOURCE -DRINGWAY_VERSION='"$(VERSION)"' $(WOLFSSL_CFLAGS) -Iuser -Ibpf -Ibuild/bpf -MMD -MP
-LDLIBS  := -luring -lyaml -ljansson -lhiredis -lbpf -lelf -lz -lpthread $(WOLFSSL_LIBS)
+LDLIBS  := -luring -lyaml -ljansson -lhiredis -lpcre2-8 -lbpf -lelf -lz -lpthread $(WOLFSSL_LIBS)
 BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -I/usr/include/$(shell gcc -dumpmachine)
 SKEL    := build/bpf/limiter.skel.h
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -5,10 +5,11 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config liburing-dev libwolfssl-dev libxxhash-dev libbpf-dev
-            libyaml-dev libjansson-dev libhiredis-dev clang llvm bpftool libelf-dev zlib1g-dev
+            libyaml-dev libjansson-dev libhiredis-dev libpcre2-dev clang llvm bpftool libelf-dev zlib1g-dev
             dpkg-dev autoconf automake libtool)
 # dpkg-dev (apt-get source), autoconf, automake, libtool: kernel/build-wolfssl.sh, which rebuilds
 # Debian's wolfSSL with its assembly when the system library lacks it (WOLFSSL=system skips it).
+# libpcre2-dev: the path regexes of request transforms (user/transform_config.c).
 # libhiredis-dev: the Redis protocol layer of the rate limiter's cluster mode (user/redis.c).
 # redis-server: the store that tests/integration/test_ratelimit_redis.py starts on 127.0.0.1.
 test_pkgs=(libcriterion-dev python3-pytest python3-jwt python3-cryptography libclang-rt-14-dev curl iproute2 prometheus testssl.sh

@@ -420,11 +420,13 @@ static const char *lines_of(struct writer *w, char *buf)
 	return n ? buf : NULL;
 }
 
-/* Only the RateLimit lines at the front of buf (an error answer has no X-Ringway-Partial). */
+/* Only the RateLimit and CORS lines at the front of buf (an error answer has no
+ * X-Ringway-Partial). */
 static const char *rl_lines(const struct exchange *x, char *buf)
 {
-	buf[x->rl_headers_len] = '\0';
-	return x->rl_headers_len ? buf : NULL;
+	size_t n = (size_t)x->rl_headers_len + x->cors_headers_len;
+	buf[n] = '\0';
+	return n ? buf : NULL;
 }
 
 /* Answers the request: the exchange ends and a is freed. */
@@ -437,9 +439,10 @@ static void finish(struct aggregate *a)
 	x->leg.target = a->calls[0].leg.target ? a->calls[0].leg.target : "aggregate";
 	x->leg.t_start_ns = a->calls[0].leg.t_start_ns;
 	x->leg.t_done_ns = now_ns();
-	char extra[RL_HEADERS_MAX + 64 + AGG_MAX_CALLS * 64];
+	char extra[RL_HEADERS_MAX + CORS_HEADERS_MAX + 64 + AGG_MAX_CALLS * 64];
 	struct writer ew = writer_init(extra, sizeof extra - 1); /* room for the NUL (lines_of) */
 	w_put(&ew, x->rl_headers, x->rl_headers_len);
+	w_put(&ew, x->cors_headers, x->cors_headers_len);
 	for (uint32_t i = 0; i < cfg->ncalls; i++) {
 		if (a->calls[i].state == CALL_FAILED && cfg->calls[i].required) {
 			answer_error(a, RW_AGGREGATE_CALL_FAILED, "call", cfg->calls[i].key,

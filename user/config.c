@@ -7,6 +7,7 @@
  * memory fails the load with one error line. */
 #include "config.h"
 #include "aggregate.h"
+#include "cors.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -669,6 +670,10 @@ static const struct rule route_rules[] = {
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_route, auth) },
 	{ .key = "rate_limit", .parse = ratelimit_parse,
 	  .offset = offsetof(struct rw_route, rate_limits) },
+	{ .key = "request", .parse = transform_parse_request, .offset = offsetof(struct rw_route, xf) },
+	{ .key = "response", .parse = transform_parse_response,
+	  .offset = offsetof(struct rw_route, xf) },
+	{ .key = "cors", .parse = cors_parse, .offset = offsetof(struct rw_route, xf) },
 	{ 0 }
 };
 
@@ -745,6 +750,7 @@ static void parse_routes(struct loader *ld, yaml_node_t *v, void *obj, const str
 		check_handler(ld, map, label);
 		auth_route_finish(ld, map, &rt->auth, f, ld->cfg);
 		ratelimit_route_finish(ld, &rt->rate_limits, rt->name, f);
+		transform_route_finish(&rt->xf, &f->xf);
 		sound[i] = ld->nerrors == errors_before && !ld->out_of_memory;
 		if (sound[i])
 			check_shadowing(ld, f, sound, rt, map);
@@ -873,6 +879,11 @@ static const struct rule frontend_rules[] = {
 	{ .key = "scopes", .parse = auth_parse_scopes, .offset = offsetof(struct rw_frontend, auth) },
 	{ .key = "rate_limit", .parse = ratelimit_parse,
 	  .offset = offsetof(struct rw_frontend, rate_limits) },
+	{ .key = "request", .parse = transform_parse_request,
+	  .offset = offsetof(struct rw_frontend, xf) },
+	{ .key = "response", .parse = transform_parse_response,
+	  .offset = offsetof(struct rw_frontend, xf) },
+	{ .key = "cors", .parse = cors_parse, .offset = offsetof(struct rw_frontend, xf) },
 	{ .key = "routes", .parse = parse_routes, .required = true },
 	{ 0 }
 };
@@ -932,6 +943,7 @@ static void frontends_free(struct rw_config *cfg)
 			aggregate_free(f->routes[j].aggregate);
 			auth_route_free(&f->routes[j].auth);
 			ratelimit_free(&f->routes[j].rate_limits);
+			transform_free(&f->routes[j].xf);
 			stages_free(&f->routes[j]);
 		}
 		free(f->routes);
@@ -940,6 +952,7 @@ static void frontends_free(struct rw_config *cfg)
 		schema_free_addresses(f->listens, f->nlistens);
 		auth_route_free(&f->auth);
 		ratelimit_free(&f->rate_limits);
+		transform_free(&f->xf);
 		for (uint32_t j = 0; j < f->nhosts; j++)
 			free(f->hosts[j]);
 		free(f->hosts);

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "identity.h"
 #include "ratelimit.h"
+#include "transform.h"
 
 struct router;
 struct stage;
@@ -71,6 +72,7 @@ struct rw_route {
 	uint32_t index;     /* position in its frontend's routes */
 	struct rw_route_auth auth; /* who may call it (auth.h) */
 	struct rw_rate_limits rate_limits; /* its frontend's and its own (ratelimit.h) */
+	struct rw_transforms xf;   /* its own or its frontend's (transform.h) */
 	struct stage *stages; /* the policies a request on this route runs, in order (stage.h) */
 	uint32_t nstages;
 	struct route_stats *stats; /* its counters (metrics_bind) */
@@ -85,6 +87,7 @@ struct rw_frontend {
 	struct router *router; /* compiled from routes */
 	struct rw_route_auth auth; /* defaults of its routes: auth, allow_groups, deny_groups, scopes */
 	struct rw_rate_limits rate_limits; /* shared by its routes (ratelimit.h) */
+	struct rw_transforms xf;   /* defaults of its routes (transform.h) */
 	char **hosts;          /* non-empty: the only hosts it serves ("api.example.com",
 				* "*.example.com"); others get 421 */
 	uint32_t nhosts;

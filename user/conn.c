@@ -317,10 +317,12 @@ void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool c
 	const char *request_id = x ? x->request_id : made_id;
 	if (!x)
 		request_id_make(made_id, loop_random(l), loop_random(l));
-	char lines[RL_HEADERS_MAX + 512]; /* a limited route's RateLimit fields on every answer */
-	if (x && x->rl_headers_len) {
-		snprintf(lines, sizeof lines, "%.*s%s", (int)x->rl_headers_len, x->rl_headers,
-			 extra ? extra : "");
+	/* a limited route's RateLimit fields, and the CORS lines of an allowed origin, on every
+	 * answer */
+	char lines[RL_HEADERS_MAX + CORS_HEADERS_MAX + 512];
+	if (x && (x->rl_headers_len || x->cors_headers_len)) {
+		snprintf(lines, sizeof lines, "%.*s%.*s%s", (int)x->rl_headers_len, x->rl_headers,
+			 (int)x->cors_headers_len, x->cors_headers, extra ? extra : "");
 		extra = lines;
 	}
 	uint32_t id = buf_heap_get(&l->bufs);
@@ -394,6 +396,29 @@ void client_answer_own(struct client *c, int status, enum rw_reason r, const cha
 	c->state = C_IDLE;
 	client_arm_timer(c);
 	client_continue(c);
+}
+
+void client_answer_empty(struct client *c, int status, const char *lines)
+{
+	struct loop *l = &c->sh->loop;
+	struct exchange *x = c->x;
+	bool close = must_close(c, false);
+	uint32_t id = buf_heap_get(&l->bufs);
+	size_t n = 0;
+	if (id != UINT32_MAX) {
+		struct writer w = writer_init(buf_ptr(&l->bufs, id), buf_cap(&l->bufs, id));
+		w_str(&w, "HTTP/1.1 ");
+		w_u64(&w, (uint64_t)status);
+		w_str(&w, " ");
+		w_str(&w, status_text(status));
+		w_str(&w, "\r\n");
+		w_str(&w, lines);
+		w_str(&w, "X-Request-Id: ");
+		w_str(&w, x->request_id);
+		w_str(&w, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
+		n = w.overflow ? 0 : writer_len(&w);
+	}
+	send_own_answer(c, id, n, status, RW_OK, x->request_id, close);
 }
 
 void client_exchange_done(struct client *c)

@@ -62,6 +62,9 @@ void client_answer(struct client *c, int status, const char *type, const char *b
  * reason r; ends the exchange. */
 void client_answer_own(struct client *c, int status, enum rw_reason r, const char *type,
 		       const char *extra, const char *body, size_t len, bool head_only);
+/* Answers the current request with a head without body (a 204: status, the header lines, each
+ * ending in CRLF, X-Request-Id) and ends the exchange. */
+void client_answer_empty(struct client *c, int status, const char *lines);
 /* The connection ends after this response (the answer says Connection: close). */
 void client_close_after(struct client *c);
 /* Whether it will (draining, or told so before). */

@@ -214,6 +214,8 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 		exchange_refuse(x, RW_MISDIRECTED, NULL, false);
 		return;
 	}
+	if (req->method_id == HTTP_M_OPTIONS && fe && cors_preflight(x, fe))
+		return;
 	uint32_t allow = 0;
 	x->route = fe ? router_match(fe->router, req->host, req->path, req->method_id, &allow) : NULL;
 	if (!x->route) {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "cors.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
@@ -54,6 +55,7 @@ struct exchange {
 	bool pumping;             /* a leg takes the body: the client is read */
 	uint64_t max_body;        /* set by the body-limit stage */
 	uint16_t rl_headers_len;  /* rl_headers holds this many bytes for the answer */
+	uint16_t cors_headers_len; /* cors_headers holds this many bytes for the answer */
 	int64_t req_remaining;    /* Content-Length bytes still to forward */
 	struct chunk_scanner req_cs;
 	struct splice_leg req_splice;
@@ -66,6 +68,7 @@ struct exchange {
 	struct auth_identity who; /* who the request is from (auth.h); method 0: unknown */
 	char rl_headers[RL_HEADERS_MAX]; /* the RateLimit fields of the answer (ratelimit.h) */
 	struct aggregate *agg_kept; /* an aggregate's state, kept for the next one (aggregate.c) */
+	char cors_headers[CORS_HEADERS_MAX]; /* the Access-Control-* lines of the answer (cors.h) */
 	struct http_request req;  /* last: only its used headers are copied in */
 };
 

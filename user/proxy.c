@@ -13,6 +13,7 @@
 #include "exchange.h"
 #include "identity.h"
 #include "tls.h"
+#include "transform.h"
 #include "transport.h"
 #include "upstream.h"
 #include "shard.h"
@@ -70,7 +71,8 @@ static void write_consumer(struct writer *o, const struct auth_identity *who)
 /* The upstream request head: request line with the rewritten path, the client's end-to-end
  * headers but the identity ones (and the API key when the route hides it), then the gateway's
  * own (the consumer; the client's traceparent and X-Request-Id are replaced by the
- * exchange's). */
+ * exchange's); the route's request transform (transform.h) edits the method, query and headers
+ * as they are written. */
 static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 {
 	const struct exchange *x = lg->x;
@@ -83,11 +85,13 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		path.p += rt->strip_len;
 		path.len -= rt->strip_len;
 	}
-	w_slice(&o, req->method);
+	const struct rw_request_xf *xf = rt->xf.request;
+	if (xf && xf->method)
+		w_str(&o, xf->method);
+	else
+		w_slice(&o, req->method);
 	w_str(&o, " ");
-	if (path.len == 0 || path.p[0] != '/')
-		w_str(&o, "/");
-	w_slice(&o, path);
+	transform_write_path(&o, path, xf);
 	const struct rw_route_auth *auth = &rt->auth;
 	const struct rw_identity_token *idt = &x->snap->cfg->identity;
 	bool hide = x->who.method && auth->hide_credentials;
@@ -103,7 +107,9 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 		w_str(&o, "\r\n");
 		goto headers;
 	}
-	if (hide_key && auth->key_query) {
+	if (xf && (xf->query_add || xf->nquery_remove)) {
+		transform_write_query(&o, req->query, hide_key ? auth->key_query : NULL, xf);
+	} else if (hide_key && auth->key_query) {
 		write_query_without(&o, req->query, auth->key_query);
 	} else if (req->query.len) {
 		w_str(&o, "?");
@@ -152,8 +158,13 @@ headers:;
 				continue;
 			break;
 		}
-		w_header(&o, h->name, h->value);
+		struct slice name = h->name;
+		if (xf && !transform_header(&xf->headers, &name))
+			continue;
+		w_header(&o, name, h->value);
 	}
+	if (xf)
+		transform_write_headers(&xf->headers, &o);
 	char ip[INET6_ADDRSTRLEN];
 	client_peer_ip(x->c, ip, sizeof ip);
 	w_str(&o, "X-Forwarded-For: ");
@@ -529,7 +540,8 @@ enum rw_reason leg_start_call(struct leg *lg)
 /* ---- the relay sink: the response goes to the client as it comes ---------------------------- */
 
 /* The client's response head: status line, the upstream's end-to-end headers (but its
- * X-Request-Id: the request's is the one the client gets), our X-Request-Id and Connection. */
+ * X-Request-Id: the request's is the one the client gets) as the route's response transform
+ * edits them, our X-Request-Id and Connection. */
 static size_t build_response_head(const struct exchange *x, const struct http_response *r,
 				  bool close, char *buf, size_t cap)
 {
@@ -544,15 +556,22 @@ static size_t build_response_head(const struct exchange *x, const struct http_re
 	w_str(&o, "\r\n");
 	const struct rw_sockaddr *le = x->snap->listener_entry[x->c->listener];
 	const char *hsts = le && le->tls && le->tls->hsts_max_age ? le->tls->hsts_header : NULL;
+	const struct rw_header_xf *xf = x->route->xf.response ? &x->route->xf.response->headers : NULL;
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		const struct http_header *h = &r->headers[i];
+		struct slice name = h->name;
 		if (!h->hop && h->id != HDR_X_REQUEST_ID &&
 		    !(hsts && slice_ieq(h->name, "strict-transport-security", 25)) &&
 		    !(x->rl_headers_len && h->name.len > 10 &&
-		      slice_ieq(slice_make(h->name.p, 10), "ratelimit-", 10)))
-			w_header(&o, h->name, h->value);
+		      slice_ieq(slice_make(h->name.p, 10), "ratelimit-", 10)) &&
+		    !(x->cors_headers_len && h->name.len > 15 &&
+		      slice_ieq(slice_make(h->name.p, 15), "access-control-", 15)) &&
+		    transform_header(xf, &name))
+			w_header(&o, name, h->value);
 	}
+	transform_write_headers(xf, &o);
 	w_put(&o, x->rl_headers, x->rl_headers_len); /* the gateway's limits, not the upstream's */
+	w_put(&o, x->cors_headers, x->cors_headers_len); /* and its CORS decision */
 	w_str(&o, "X-Request-Id: ");
 	w_str(&o, x->request_id);
 	w_str(&o, "\r\n");

@@ -42,6 +42,7 @@ struct writer;
 	X(ACL_DENIED, 403, "acl_denied", "not allowed to call this route")                         \
 	X(AUTH_BUSY, 503, "auth_busy", "too many credential checks waiting: retry later")           \
 	X(INSUFFICIENT_SCOPE, 403, "insufficient_scope", "the token lacks a scope this route needs") \
+	X(CORS_ORIGIN_DENIED, 403, "cors_origin_denied", "this origin may not call this route")    \
 	X(RATE_LIMITED, 429, "rate_limited", "too many requests")                                  \
 	X(CLIENT_CLOSED, 499, "client_closed", "client closed the connection")                     \
 	X(UPSTREAM_CONNECT_FAILED, 502, "upstream_connect_failed", "upstream refused the connection") \

@@ -1,6 +1,6 @@
-/* stage.c — compiling a route's stages (the body limit first, then authentication, the ACL and
- * the scopes of auth.h, then the rate limits of ratelimit.h, when the route has them), and the
- * stages the core owns: the request-body
+/* stage.c — compiling a route's stages (the body limit first, then CORS of cors.h,
+ * authentication, the ACL and the scopes of auth.h, the rate limits of ratelimit.h, the transform
+ * of transform.h, when the route has them), and the stages the core owns: the request-body
  * limit (413 for a declared Content-Length over the limit; a chunked body is held to the same
  * limit as it is forwarded). Policy modules add theirs to stages_compile. */
 #include "stage.h"
@@ -8,7 +8,9 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "cors.h"
 #include "exchange.h"
+#include "transform.h"
 
 static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 {
@@ -22,12 +24,14 @@ static enum stage_result body_limit(struct exchange *x, const struct stage *st)
 
 int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 {
-	rt->stages = calloc(5, sizeof *rt->stages);
+	rt->stages = calloc(7, sizeof *rt->stages);
 	if (!rt->stages)
 		return -1;
 	uint32_t n = 0;
 	rt->stages[n++] = (struct stage){ .name = "body_limit", .run = body_limit,
 					  .arg = cfg->limits.max_body_bytes };
+	if (rt->xf.cors) /* early: a refusal by a later stage carries the CORS lines too */
+		rt->stages[n++] = (struct stage){ .name = "cors", .run = cors_stage };
 	if (rt->auth.methods)
 		rt->stages[n++] = (struct stage){ .name = "authenticate", .run = auth_authenticate,
 						  .cancel = auth_cancel };
@@ -38,6 +42,8 @@ int stages_compile(struct rw_route *rt, const struct rw_config *cfg)
 	if (rt->rate_limits.count)
 		rt->stages[n++] = (struct stage){ .name = "rate_limit", .run = ratelimit_check,
 						  .cancel = ratelimit_cancel };
+	if (rt->xf.request)
+		rt->stages[n++] = (struct stage){ .name = "transform", .run = transform_stage };
 	rt->nstages = n;
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* stage.h — policies as stages compiled per route. At config load each route becomes an ordered
- * array of stages (today: the request-body limit, API-key authentication, ACL; later rate limit,
- * transform); a request runs only its route's stages, then the route's handler (the proxy). Each
+ * array of stages (the request-body limit, CORS, authentication, ACL, scopes, rate limits,
+ * transform: stage.c says the order); a request runs only its route's stages, then the route's handler (the proxy). Each
  * stage has one entry point that continues, answers the request itself, or waits for an async
  * result and later resumes the exchange with exchange_resume() or ends it with exchange_refuse().
  * A stage that waits has a cancel entry point too: the exchange can end while it waits (the

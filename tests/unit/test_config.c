@@ -352,10 +352,10 @@ Test(config_errors, unknown_key_lists_the_valid_ones)
 		      "      - {name: r, match: {path_prefix: /}, upstream: users, timeout: 1s}\n",
 		      "t.yaml:7:61: route 'r': unknown key 'timeout' (valid keys: name, match, "
 		      "upstream, aggregate, strip_prefix, auth, allow_groups, deny_groups, hide_credentials, "
-		      "api_key, scopes, rate_limit)");
+		      "api_key, scopes, rate_limit, request, response, cors)");
 	EXPECT_ERRORS(UPSTREAMS FRONTEND_HEAD ONE_ROUTE "    tls: on\n",
 		      "t.yaml:8:5: frontend 'public': unknown key 'tls' (valid keys: name, listen, "
-		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, routes)");
+		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, request, response, cors, routes)");
 }
 
 Test(config_errors, wrong_types)
@@ -700,7 +700,7 @@ Test(config_errors, every_error_is_reported_in_file_order)
 		      "t.yaml:8:14: balance: invalid value 'sticky' (expected one of round_robin, "
 		      "random, least_conn)",
 		      "t.yaml:12:5: frontend 'public': unknown key 'colour' (valid keys: name, listen, "
-		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, routes)",
+		      "hosts, auth, allow_groups, deny_groups, scopes, rate_limit, request, response, cors, routes)",
 		      "t.yaml:15:30: path_prefix: 'users' must start with '/'",
 		      "t.yaml:15:47: methods: unknown method 'GRAB' (expected one of GET, HEAD, POST, "
 		      "PUT, DELETE, PATCH, OPTIONS, TRACE)",
