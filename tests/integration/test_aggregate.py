@@ -167,6 +167,9 @@ ROUTES = [
         {"key": "user", "upstream": "users", "path": "/users/1"},
         {"key": "bad", "upstream": "orders", "path": "/status/500", "required": False},
     ], ""),
+    ("decorated", "/agg/decorated", [
+        {"key": "e", "upstream": "users", "path": "/echo/decorated"},
+    ], ""),
     ("who", "/agg/who/{x}", [
         {"key": "one", "upstream": "users", "path": "/echo/{consumer}/{x}?h={header.X-Thing}"},
         {"key": "two", "upstream": "orders", "path": "/echo/two", "method": "POST"},
@@ -182,6 +185,9 @@ def gw(ups, tmp_path_factory):
         routes += f"      - name: {name}\n        match: {{ path_exact: \"{path}\" }}\n"
         if name == "who":
             routes += "        auth: [api_key]\n"
+        if name == "decorated":
+            routes += ("        request: { headers: { set: { X-Env: prod } } }\n"
+                       "        cors: { origins: [\"https://app.example\"] }\n")
         if name == "limited":
             routes += "        rate_limit: [{by: ip, rate: 1000/s}]\n"
         routes += call_block(calls, extra)
@@ -427,3 +433,11 @@ def test_counted_on_the_route(gw):
         time.sleep(0.05)
     assert (d_ok, d_bad) == (3, 1), [l for l in after.splitlines() if "ringway_requests_total" in l]
     assert metric(after, "ringway_refusals_total", reason="aggregate_call_failed") >= 1
+
+
+def test_header_transform_reaches_the_calls_and_cors_lines_the_answer(gw, ups):
+    r, body = get(gw.port, "/agg/decorated", {"Origin": "https://app.example"})
+    assert r.status == 200, body
+    assert r.getheader("Access-Control-Allow-Origin") == "https://app.example", r.getheaders()
+    seen = [h for m, p, h in ups["users"].seen if p == "/echo/decorated"]
+    assert seen and seen[-1]["x-env"] == "prod", seen
