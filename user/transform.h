@@ -1,11 +1,10 @@
 /* transform.h — request and response transforms of a route (or its frontend's default): request
  * headers added, set, removed and renamed, query parameters added and removed, the path
- * rewritten by a regex with captures (PCRE2), the method overridden; response headers added, set and removed. The configuration (the route and frontend
- * keys `request:` and `response:`, their load-time checks, path regexes compiled) is
- * transform_config.c; the runtime
- * here: the `transform` stage and the helpers proxy.c writes the upstream request head and the
- * proxied response head with; the path rewritten by a PCRE2 regex. The gateway's own headers are
- * never touched (refused at load). */
+ * rewritten by a regex with captures (PCRE2), the method overridden; response headers added, set
+ * and removed. The configuration (the route and frontend keys `request:` and `response:`, their
+ * load-time checks, path regexes compiled) is transform_config.c; the runtime is transform.c: the
+ * `transform` stage and the helpers proxy.c writes the upstream request head and the proxied
+ * response head with. The gateway's own headers are never touched (refused at load). */
 #ifndef RINGWAY_TRANSFORM_H
 #define RINGWAY_TRANSFORM_H
 
