@@ -268,18 +268,12 @@ bool client_closes_after(const struct client *c)
 	return c->close_after || c->sh->stopping;
 }
 
-/* Sends the answer the gateway made (n bytes in heap buffer id; n 0: none could be made) for the
- * request of c, logged with status and reason r, then closes or goes on to the next request. */
-static void send_own_answer(struct client *c, uint32_t id, size_t n, int status, enum rw_reason r,
-			    const char *request_id, bool close)
+/* After an answer of the gateway's own was queued (ok) or could not be (out of memory: the
+ * connection closes instead): flushed, then closing or on to the next request. */
+static void own_answer_queued(struct client *c, bool ok, int status, bool close)
 {
 	struct loop *l = &c->sh->loop;
-	log_exchange(c, status, r, n, request_id);
-	if (c->x)
-		drop_exchange(c);
-	if (n == 0 && id != UINT32_MAX)
-		buf_unref(&l->bufs, id);
-	if (n == 0 || !segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n)) { /* a failed push let id go */
+	if (!ok) {
 		log_error("out of memory: closing the connection instead of answering %d", status);
 		client_close(c);
 		return;
@@ -293,6 +287,22 @@ static void send_own_answer(struct client *c, uint32_t id, size_t n, int status,
 	c->state = C_IDLE;
 	client_arm_timer(c);
 	client_continue(c);
+}
+
+/* Sends the answer the gateway made (n bytes in heap buffer id; n 0: none could be made) for the
+ * request of c, logged with status and reason r, then closes or goes on to the next request. */
+static void send_own_answer(struct client *c, uint32_t id, size_t n, int status, enum rw_reason r,
+			    const char *request_id, bool close)
+{
+	struct loop *l = &c->sh->loop;
+	log_exchange(c, status, r, n, request_id);
+	if (c->x)
+		drop_exchange(c);
+	if (n == 0 && id != UINT32_MAX)
+		buf_unref(&l->bufs, id);
+	/* a failed push let id go */
+	own_answer_queued(c, n > 0 && segq_push(&l->bufs, &c->s.out, id, 0, (uint32_t)n), status,
+			  close);
 }
 
 /* Whether the answer to the request must close the connection. */
@@ -332,24 +342,6 @@ void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool c
 	send_own_answer(c, id, n, reason_status(r), r, request_id, close);
 }
 
-void client_answer(struct client *c, int status, const char *type, const char *body, size_t len,
-		   bool head_only)
-{
-	struct loop *l = &c->sh->loop;
-	struct exchange *x = c->x;
-	bool close = must_close(c, false);
-	uint32_t id = buf_heap_get(&l->bufs);
-	size_t n = 0;
-	if (id != UINT32_MAX) {
-		struct writer w = writer_init(buf_ptr(&l->bufs, id), buf_cap(&l->bufs, id));
-		http_head(&w, status, type, len, NULL, x->request_id, close);
-		if (!head_only)
-			w_put(&w, body, len);
-		n = w.overflow ? 0 : writer_len(&w);
-	}
-	send_own_answer(c, id, n, status, RW_OK, x->request_id, close);
-}
-
 void client_answer_own(struct client *c, int status, enum rw_reason r, const char *type,
 		       const char *extra, const char *body, size_t len, bool head_only)
 {
@@ -382,20 +374,7 @@ void client_answer_own(struct client *c, int status, enum rw_reason r, const cha
 	}
 	log_exchange(c, status, r, total, x->request_id);
 	drop_exchange(c);
-	if (!ok) {
-		log_error("out of memory: closing the connection instead of answering %d", status);
-		client_close(c);
-		return;
-	}
-	sock_flush(l, &c->s);
-	if (close) {
-		sock_pause(l, &c->s);
-		client_finish(c);
-		return;
-	}
-	c->state = C_IDLE;
-	client_arm_timer(c);
-	client_continue(c);
+	own_answer_queued(c, ok, status, close);
 }
 
 void client_answer_empty(struct client *c, int status, const char *lines)

@@ -53,10 +53,6 @@ void client_send(struct client *c);
 /* Answers the current request with the reason's error response and ends the exchange. close:
  * close the connection after it (always for malformed requests). */
 void client_refuse(struct client *c, enum rw_reason r, const char *extra, bool close);
-/* Answers the current request with the gateway's own body (status, Content-Type type; only the
- * head for HEAD) and ends the exchange. */
-void client_answer(struct client *c, int status, const char *type, const char *body, size_t len,
-		   bool head_only);
 /* Answers the current request with the gateway's own body of any size (heap buffers; only the
  * head for HEAD), extra header lines (may be NULL; each ending in CRLF), logged and counted with
  * reason r; ends the exchange. */

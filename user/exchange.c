@@ -205,8 +205,8 @@ void exchange_start(struct shard *sh, struct client *c, struct sock *down, uint3
 	const struct rw_identity_token *idt = &x->snap->cfg->identity;
 	if (idt->jwks_path && (req->method_id == HTTP_M_GET || req->method_id == HTTP_M_HEAD) &&
 	    slice_eq(req->path, idt->jwks_path, strlen(idt->jwks_path))) {
-		client_answer(c, 200, "application/json", idt->jwks, idt->jwks_len,
-			      req->method_id == HTTP_M_HEAD);
+		client_answer_own(c, 200, RW_OK, "application/json", NULL, idt->jwks,
+				  idt->jwks_len, req->method_id == HTTP_M_HEAD);
 		return;
 	}
 	const struct rw_frontend *fe = x->snap->listener_fe[c->listener];
