@@ -201,6 +201,9 @@ headers:;
 		w_str(&o, "Transfer-Encoding: chunked\r\n");
 	else if (req->content_length >= 0)
 		w_header_u64(&o, SLICE_LIT("Content-Length"), (uint64_t)req->content_length);
+	else if (xf && xf->method && (x->method_id == HTTP_M_POST || x->method_id == HTTP_M_PUT ||
+				      x->method_id == HTTP_M_PATCH))
+		w_str(&o, "Content-Length: 0\r\n"); /* made a POST without a body: some servers want 411 */
 	if (x->client_http10 && !lg->call)
 		w_str(&o, "Connection: keep-alive\r\n");
 	w_str(&o, "\r\n");
