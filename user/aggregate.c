@@ -110,21 +110,6 @@ static void put_reencoded(struct writer *o, struct slice v, bool query)
 	put_encoded(o, buf, n);
 }
 
-static bool query_value(struct slice q, const char *name, size_t len, struct slice *out)
-{
-	const char *p = q.p, *end = q.p + q.len;
-	while (p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp ? amp : end;
-		if ((size_t)(stop - p) > len && p[len] == '=' && !memcmp(p, name, len)) {
-			*out = slice_make(p + len + 1, (size_t)(stop - p - (ptrdiff_t)len - 1));
-			return true;
-		}
-		p = stop + 1;
-	}
-	return false;
-}
-
 /* A JSON value at the dotted path (object keys; array indexes as numbers) written encoded. */
 static bool put_json_at(struct writer *o, json_t *j, const char *path, size_t len)
 {
@@ -186,7 +171,7 @@ static bool fill(struct aggregate *a, struct agg_call *c, const struct rw_agg_ca
 			if ((ok = x->who.method != 0))
 				put_encoded(&o, x->who.name, strlen(x->who.name));
 		} else if (dot && head == 5 && !memcmp(name, "query", 5)) {
-			if ((ok = query_value(x->req.query, dot + 1, len - 6, &v)))
+			if ((ok = http_query_param(x->req.query, dot + 1, len - 6, &v)))
 				put_reencoded(&o, v, true);
 		} else if (dot && head == 6 && !memcmp(name, "header", 6)) {
 			for (unsigned i = 0; i < x->req.nheaders && !ok; i++) {

@@ -42,20 +42,6 @@
 
 enum outcome { MISSING, FAILED, PASSED, WAITING, BUSY };
 
-struct slice auth_query_param(struct slice query, const char *name)
-{
-	size_t len = strlen(name);
-	const char *p = query.p, *end = query.p + query.len;
-	while (p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp ? amp : end;
-		if ((size_t)(stop - p) > len && p[len] == '=' && !memcmp(p, name, len))
-			return slice_make(p + len + 1, (size_t)(stop - p) - len - 1);
-		p = stop + 1;
-	}
-	return (struct slice){ 0 };
-}
-
 static int64_t now_seconds(void)
 {
 	struct timespec ts;
@@ -127,7 +113,10 @@ static void fail_identity(struct auth_identity *who)
 static void identity_of(struct auth_identity *who, uint32_t method, const struct rw_consumer *c)
 {
 	who->method = method;
-	snprintf(who->name, sizeof who->name, "%s", c->name);
+	size_t n = strlen(c->name); /* a consumer's name is a config name: it fits */
+	n = n < sizeof who->name ? n : sizeof who->name - 1;
+	memcpy(who->name, c->name, n);
+	who->name[n] = '\0';
 	who->groups[0] = who->scope[0] = '\0';
 	for (uint32_t i = 0; i < c->ngroups; i++)
 		add_group(who, c->groups[i]);
@@ -137,7 +126,7 @@ static enum outcome by_api_key(struct exchange *x, const struct rw_route_auth *a
 {
 	struct slice key = http_header_value(&x->req, a->key_header);
 	if (!key.len && a->key_query)
-		key = auth_query_param(x->req.query, a->key_query);
+		http_query_param(x->req.query, a->key_query, strlen(a->key_query), &key);
 	if (!key.len)
 		return MISSING;
 	uint8_t digest[AUTH_DIGEST_LEN];

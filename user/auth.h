@@ -141,9 +141,6 @@ const struct rw_consumer *auth_find_user(const struct rw_consumers *cs, const ch
 const struct rw_jwt_issuer *auth_find_issuer(const struct rw_jwt_issuers *is, const char *token,
 					     size_t len, enum jwt_result *why);
 
-/* The value of the query parameter name (as written: not percent-decoded), or an empty slice. */
-struct slice auth_query_param(struct slice query, const char *name);
-
 /* The stages (stage.h). authenticate: the route's methods in order (API key, JWT, Basic, client
  * certificate); the first credential that is valid names the request's identity, none presented
  * is a 401 auth_missing, none valid a 401 auth_failed (with WWW-Authenticate). It waits while a

@@ -1073,3 +1073,18 @@ struct slice http_header_value(const struct http_request *req, const char *name)
 			return req->headers[i].value;
 	return (struct slice){ 0 };
 }
+
+bool http_query_param(struct slice query, const char *name, size_t len, struct slice *out)
+{
+	const char *p = query.p, *end = query.p + query.len;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+		if ((size_t)(stop - p) > len && p[len] == '=' && !memcmp(p, name, len)) {
+			*out = slice_make(p + len + 1, (size_t)(stop - p) - len - 1);
+			return true;
+		}
+		p = stop + 1;
+	}
+	return false;
+}

@@ -99,6 +99,10 @@ struct http_response {
 	struct http_header headers[HTTP1_MAX_HEADERS];
 };
 
+/* The value of the first query parameter name[0..len) ("name=value"; as written, not
+ * percent-decoded) into *out: false when the query has none. */
+bool http_query_param(struct slice query, const char *name, size_t len, struct slice *out);
+
 /* The value of the request's first header named name (compared case-insensitively), or an empty
  * slice. */
 struct slice http_header_value(const struct http_request *req, const char *name);

@@ -41,24 +41,6 @@ static bool is_identity_header(struct slice name)
 	return slice_ieq(prefix, "X-Consumer-", 11) || slice_ieq(name, "X-Access-Token", 14);
 }
 
-/* The query without the parameters name=... (the API key the route hides). */
-static void write_query_without(struct writer *o, struct slice query, const char *name)
-{
-	size_t len = strlen(name);
-	const char *p = query.p, *end = query.p + query.len;
-	bool first = true;
-	while (p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp ? amp : end;
-		if (!((size_t)(stop - p) > len && p[len] == '=' && !memcmp(p, name, len))) {
-			w_str(o, first ? "?" : "&");
-			w_put(o, p, (size_t)(stop - p));
-			first = false;
-		}
-		p = stop + 1;
-	}
-}
-
 /* Who the route's authentication found, told to the upstream. */
 static void write_consumer(struct writer *o, const struct auth_identity *who)
 {
@@ -79,49 +61,46 @@ static size_t build_request_head(const struct leg *lg, char *buf, size_t cap)
 	const struct http_request *req = &x->req;
 	struct writer o = writer_init(buf, cap);
 	const struct rw_route *rt = x->route;
-	struct slice path = req->path;
-	if (rt->strip_prefix && path.len >= rt->strip_len &&
-	    memcmp(path.p, rt->strip_prefix, rt->strip_len) == 0) {
-		path.p += rt->strip_len;
-		path.len -= rt->strip_len;
-	}
 	const struct rw_request_xf *xf = rt->xf.request;
-	if (xf && xf->method)
-		w_str(&o, xf->method);
-	else
-		w_slice(&o, req->method);
-	w_str(&o, " ");
-	transform_write_path(&o, path, xf);
 	const struct rw_route_auth *auth = &rt->auth;
 	const struct rw_identity_token *idt = &x->snap->cfg->identity;
 	bool hide = x->who.method && auth->hide_credentials;
 	bool hide_key = hide && (auth->methods & AUTH_API_KEY);
 	bool hide_authz = hide && (auth->methods & (AUTH_JWT | AUTH_BASIC));
 	if (lg->call) { /* an aggregate's call: its own request line, Host the upstream's */
-		o = writer_init(buf, cap);
 		w_str(&o, http_method_name(lg->call->method_id));
 		w_str(&o, " ");
 		w_put(&o, lg->call->target, lg->call->target_len);
 		w_str(&o, " HTTP/1.1\r\nHost: ");
 		w_str(&o, lg->target);
 		w_str(&o, "\r\n");
-		goto headers;
+	} else {
+		struct slice path = req->path;
+		if (rt->strip_prefix && path.len >= rt->strip_len &&
+		    memcmp(path.p, rt->strip_prefix, rt->strip_len) == 0) {
+			path.p += rt->strip_len;
+			path.len -= rt->strip_len;
+		}
+		if (xf && xf->method)
+			w_str(&o, xf->method);
+		else
+			w_slice(&o, req->method);
+		w_str(&o, " ");
+		transform_write_path(&o, path, xf);
+		const char *hidden = hide_key ? auth->key_query : NULL;
+		if (hidden || (xf && (xf->query_add || xf->nquery_remove))) {
+			transform_write_query(&o, req->query, hidden, xf);
+		} else if (req->query.len) {
+			w_str(&o, "?");
+			w_slice(&o, req->query);
+		}
+		w_str(&o, x->client_http10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
+		if (req->host.len)
+			w_slice(&o, req->host);
+		else
+			w_str(&o, lg->target);
+		w_str(&o, "\r\n");
 	}
-	if (xf && (xf->query_add || xf->nquery_remove)) {
-		transform_write_query(&o, req->query, hide_key ? auth->key_query : NULL, xf);
-	} else if (hide_key && auth->key_query) {
-		write_query_without(&o, req->query, auth->key_query);
-	} else if (req->query.len) {
-		w_str(&o, "?");
-		w_slice(&o, req->query);
-	}
-	w_str(&o, x->client_http10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
-	if (req->host.len)
-		w_slice(&o, req->host);
-	else
-		w_str(&o, lg->target);
-	w_str(&o, "\r\n");
-headers:;
 	struct slice xff[8], via[8];
 	unsigned nxff = 0, nvia = 0;
 	for (unsigned i = 0; i < req->nheaders; i++) {

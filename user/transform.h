@@ -88,8 +88,9 @@ void transform_write_headers(const struct rw_header_xf *xf, struct writer *o);
 /* Writes the upstream path: path (after strip_prefix) rewritten by xf's path regex when it
  * matches (the first match replaced), else as it is; a '/' first when it lacks one. */
 void transform_write_path(struct writer *o, struct slice path, const struct rw_request_xf *xf);
-/* Writes "?query" without the parameters of xf->query_remove and without also_drop (NULL: none),
- * then xf's added parameters; nothing when nothing is left. */
+/* Writes "?query" without the parameters of xf->query_remove and without also_drop (NULL: none;
+ * the API key a route hides), then xf's added parameters (xf may be NULL); nothing when nothing
+ * is left. The one writer of a forwarded query that leaves parameters out. */
 void transform_write_query(struct writer *o, struct slice query, const char *also_drop,
 			   const struct rw_request_xf *xf);
 
