@@ -21,41 +21,6 @@
 #include "router.h"
 #include "schema.h"
 
-static struct rw_config *load(const char *yaml, struct config_errors *errs)
-{
-	return config_load_string("t.yaml", yaml, strlen(yaml), errs);
-}
-
-/* Loads yaml, which must succeed; the caller unrefs. */
-static struct rw_config *load_ok(const char *yaml)
-{
-	struct config_errors errs = { 0 };
-	struct rw_config *cfg = load(yaml, &errs);
-	for (uint32_t i = 0; i < errs.count; i++)
-		cr_log_error("unexpected: %s", errs.lines[i]);
-	cr_assert_not_null(cfg);
-	cr_assert_eq(errs.count, 0);
-	config_errors_free(&errs);
-	return cfg;
-}
-
-/* Loads yaml, which must fail with exactly these error lines, in this order. */
-static void expect_errors(const char *yaml, const char *const *want, size_t nwant)
-{
-	struct config_errors errs = { 0 };
-	struct rw_config *cfg = load(yaml, &errs);
-	bool same = same_error_lines(&errs, want, nwant);
-	cr_assert_null(cfg);
-	cr_assert(same, "error lines differ (see above)");
-	config_errors_free(&errs);
-}
-
-#define EXPECT_ERRORS(yaml, ...)                                                             \
-	do {                                                                                 \
-		const char *const want_[] = { __VA_ARGS__ };                                 \
-		expect_errors((yaml), want_, sizeof want_ / sizeof want_[0]);                \
-	} while (0)
-
 /* A valid upstream section (lines 1-2) and the start of a frontend (lines 3-6); tests append
  * routes from line 7 on, each route item indented by 6. */
 #define UPSTREAMS                                                                            \

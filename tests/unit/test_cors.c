@@ -16,11 +16,6 @@
 	"  - name: public\n"                                                                 \
 	"    listen: [\"127.0.0.1:8080\"]\n"
 
-static struct rw_config *load(const char *yaml, struct config_errors *errs)
-{
-	return config_load_string("t.yaml", yaml, strlen(yaml), errs);
-}
-
 Test(cors, read_and_inherited)
 {
 	struct config_errors errs = { 0 };

@@ -19,38 +19,6 @@
 	"  - name: public\n"                                                                 \
 	"    listen: [\"127.0.0.1:8080\"]\n"
 
-static struct rw_config *load(const char *yaml, struct config_errors *errs)
-{
-	return config_load_string("t.yaml", yaml, strlen(yaml), errs);
-}
-
-static struct rw_config *load_ok(const char *yaml)
-{
-	struct config_errors errs = { 0 };
-	struct rw_config *cfg = load(yaml, &errs);
-	for (uint32_t i = 0; i < errs.count; i++)
-		cr_log_error("unexpected: %s", errs.lines[i]);
-	cr_assert_not_null(cfg);
-	config_errors_free(&errs);
-	return cfg;
-}
-
-static void expect_errors(const char *yaml, const char *const *want, size_t nwant)
-{
-	struct config_errors errs = { 0 };
-	struct rw_config *cfg = load(yaml, &errs);
-	bool same = same_error_lines(&errs, want, nwant);
-	cr_assert_null(cfg);
-	cr_assert(same, "error lines differ (see above)");
-	config_errors_free(&errs);
-}
-
-#define EXPECT_ERRORS(yaml, ...)                                                             \
-	do {                                                                                 \
-		const char *const want_[] = { __VA_ARGS__ };                                 \
-		expect_errors((yaml), want_, sizeof want_ / sizeof want_[0]);                \
-	} while (0)
-
 Test(transform, keys_read_into_the_route)
 {
 	struct rw_config *cfg = load_ok(
